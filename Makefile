@@ -1,0 +1,19 @@
+# The two commands a newcomer needs (both set up .venv first, idempotently):
+#   make demo  - train RetinaNet + PVTv2-B0 on the generated demo data and print COCO metrics
+#   make test  - run the test suite
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow
+
+setup:
+	bash tools/setup_env.sh
+
+demo: setup
+	$(PY) tools/demo.py
+
+test: setup
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow tests $(PYTEST_ARGS)

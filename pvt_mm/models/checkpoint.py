@@ -1,0 +1,215 @@
+"""Loading pretrained weights: safely, in any published layout, strictly.
+
+Every family module registers the checkpoint layouts it understands with
+:func:`register_format` (a detector and a converter to our keys, kept beside
+the model they belong to). :func:`load_pretrained` reads a file without
+executing code, unwraps it, detects its layout, converts it and loads it,
+failing with the file name and the offending keys unless every backbone
+weight was matched.
+"""
+import os.path as osp
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+import torch
+from mmengine.logging import print_log
+
+StateDict = Dict[str, torch.Tensor]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with the reason and the fix."""
+
+
+class CheckpointFormat(NamedTuple):
+    family: str        # 'PVTv1', 'PVTv2' or 'CvT'
+    name: str          # human-readable layout name
+    detect: Callable[[StateDict], bool]
+    convert: Callable[[StateDict], StateDict]
+
+
+FORMATS: List[CheckpointFormat] = []
+
+
+def register_format(family: str, name: str, detect, convert) -> None:
+    FORMATS.append(CheckpointFormat(family, name, detect, convert))
+
+
+def load_file(path: str) -> dict:
+    """``torch.load`` with ``weights_only=True`` and errors that name the file."""
+    if not isinstance(path, str) or not osp.isfile(path):
+        raise CheckpointError(f'checkpoint {path!r} does not exist (give a '
+                              f'local file path)')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f'refusing to load {path}: it contains objects other than tensors '
+            f'and plain containers, which could run code when unpickled '
+            f'(weights_only=True refused: {str(e).splitlines()[0]}). If you '
+            f'trust its source, re-save just its state dict with '
+            f'tools/convert_checkpoint.py --trust-pickle.') from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f'cannot read checkpoint {path}: the file is truncated or corrupt '
+            f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}). '
+            f'Download or save it again.') from e
+
+
+_WRAPPERS = ('state_dict', 'model', 'module', 'model_state', 'params')
+_PREFIXES = ('module.', 'backbone.', 'pvt.', 'pvt_v2.', 'cvt.', 'model.')
+
+
+def unwrap(obj, prefix: Optional[str] = None) -> StateDict:
+    """The tensor dict inside ``obj``: ``state_dict``/``model`` wrappers
+    and ``module.``/``backbone.``/HF model prefixes removed. With ``prefix``,
+    only keys under it are kept (e.g. ``'backbone.'`` of a detector)."""
+    while isinstance(obj, dict) and not any(
+            isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)),
+                     None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict):
+        raise CheckpointError(f'checkpoint holds a {type(obj).__name__}, not '
+                              f'a state dict')
+    sd = OrderedDict((k, v) for k, v in obj.items()
+                     if isinstance(v, torch.Tensor))
+    if prefix:
+        sd = OrderedDict((k[len(prefix):], v) for k, v in sd.items()
+                         if k.startswith(prefix))
+        return sd
+    changed = True
+    while changed and sd:
+        changed = False
+        for p in _PREFIXES:
+            under = [k for k in sd if k.startswith(p)]
+            # A prefix shared by every key, or the backbone of a detector.
+            if under and (len(under) == len(sd) or p == 'backbone.'):
+                sd = OrderedDict((k[len(p):], sd[k]) for k in under)
+                changed = True
+    return sd
+
+
+def detect_format(sd: StateDict) -> Optional[CheckpointFormat]:
+    return next((f for f in FORMATS if f.detect(sd)), None)
+
+
+def _matches(key: str, patterns) -> bool:
+    return any(re.search(p, key) for p in patterns)
+
+
+def convert_for(model, sd: StateDict, source: str = 'checkpoint') -> StateDict:
+    """Detect ``sd``'s layout and convert it to ``model``'s keys."""
+    fmt = detect_format(sd)
+    if fmt is None:
+        sample = ', '.join(list(sd)[:5])
+        raise CheckpointError(
+            f'{source}: unrecognised key layout (first keys: {sample}). '
+            f'Supported: ' + '; '.join(f'{f.family} {f.name}' for f in FORMATS))
+    if fmt.family != model.family:
+        raise CheckpointError(
+            f'{source} holds {fmt.name} weights of the {fmt.family} family, '
+            f'but the model is {type(model).__name__} ({model.family}); use a '
+            f'{model.family} checkpoint or change the backbone type')
+    return fmt, fmt.convert(sd)
+
+
+def load_pretrained(model, path: str, prefix: Optional[str] = None,
+                    allow_partial: bool = False) -> dict:
+    """Load ``path`` into ``model`` strictly; return a report dict.
+
+    Missing backbone weights, shape mismatches and unexpected keys raise a
+    :class:`CheckpointError` naming them, unless ``allow_partial``; keys of
+    the classification head / class token are listed as leftovers only.
+    """
+    sd = unwrap(load_file(path), prefix)
+    if not sd:
+        raise CheckpointError(f'{path}: no tensors found'
+                              + (f' under prefix {prefix!r}' if prefix else ''))
+    fmt, sd = convert_for(model, sd, path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd
+               and not _matches(k, model.fresh_patterns)]
+    extra = [k for k in sd if k not in own]
+    leftovers = [k for k in extra if _matches(k, model.leftover_patterns)]
+    unexpected = [k for k in extra if k not in leftovers]
+    mismatched = [f'{k}: checkpoint {tuple(sd[k].shape)} vs model '
+                  f'{tuple(own[k].shape)}' for k in sd
+                  if k in own and sd[k].shape != own[k].shape]
+    loadable = OrderedDict((k, v) for k, v in sd.items()
+                           if k in own and v.shape == own[k].shape)
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} model weights missing from the '
+                        f'checkpoint: {", ".join(missing[:20])}')
+    if mismatched:
+        problems.append(f'{len(mismatched)} shape mismatches: '
+                        + '; '.join(mismatched[:20]))
+    if unexpected:
+        problems.append(f'{len(unexpected)} checkpoint weights the model has '
+                        f'no place for: {", ".join(unexpected[:20])}')
+    if not loadable:
+        raise CheckpointError(f'{path}: no weight of the checkpoint matches '
+                              f'{type(model).__name__}. ' + ' '.join(problems))
+    if problems and not allow_partial:
+        raise CheckpointError(
+            f'{path} ({fmt.name}) does not fit {type(model).__name__} '
+            f'(wrong arch?):\n  ' + '\n  '.join(problems) +
+            "\nPass init_cfg=dict(type='Pretrained', checkpoint=..., "
+            'allow_partial=True) only if a partial load is really intended.')
+    model.load_state_dict(loadable, strict=False)
+    report = dict(format=fmt.name, loaded=len(loadable), total=len(own),
+                  missing=missing, mismatched=mismatched,
+                  unexpected=unexpected, leftovers=leftovers)
+    print_log(f'{type(model).__name__}: loaded {len(loadable)}/{len(own)} '
+              f'tensors from {path} ({fmt.family} {fmt.name})'
+              + (f'; ignored classification leftovers: {", ".join(leftovers)}'
+                 if leftovers else '')
+              + (f'; PARTIAL LOAD: {" ".join(problems)}' if problems else ''),
+              logger='current')
+    return report
+
+
+def rename_keys(sd: StateDict, rules) -> StateDict:
+    """Apply ``(regex, replacement)`` rules in order to every key."""
+    out = OrderedDict()
+    for k, v in sd.items():
+        for pattern, repl in rules:
+            k = re.sub(pattern, repl, k)
+        out[k] = v
+    return out
+
+
+def merge_kv(sd: StateDict, key_name: str, value_name: str,
+             kv_name: str) -> StateDict:
+    """Concatenate separate key/value projections (HF layout) into one
+    ``kv`` linear (official layout: keys first, then values)."""
+    out = OrderedDict()
+    for k, v in sd.items():
+        if f'.{key_name}.' in k:
+            out[k.replace(f'.{key_name}.', f'.{kv_name}.')] = torch.cat(
+                [v, sd[k.replace(f'.{key_name}.', f'.{value_name}.')]], dim=0)
+        elif f'.{value_name}.' not in k:
+            out[k] = v
+    return out
+
+
+def split_fused_qkv(sd: StateDict, fused: str, q_name: str,
+                    kv_name: str) -> StateDict:
+    """Split an ``in_proj`` (q, k, v stacked) tensor into ``q`` and ``kv``."""
+    out = OrderedDict()
+    for k, v in sd.items():
+        if fused in k:
+            suffix = 'weight' if k.endswith('weight') else 'bias'
+            base = k[:k.index(fused)]
+            dims = v.shape[0] // 3
+            out[f'{base}{q_name}.{suffix}'] = v[:dims]
+            out[f'{base}{kv_name}.{suffix}'] = v[dims:]
+        else:
+            out[k] = v
+    return out

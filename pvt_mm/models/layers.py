@@ -1,0 +1,362 @@
+"""Building blocks shared by PVTv1, PVTv2 and CvT.
+
+Token layout
+------------
+Inside a stage, tokens are a ``(B, N, C)`` tensor whose spatial tokens are in
+row-major ``(H, W)`` order, optionally preceded by ``num_prefix`` extra tokens
+(the class token). That is the same memory as a channels-last ``(B, H, W, C)``
+feature map, so :func:`tokens_to_nchw` and :func:`nchw_to_tokens` are views: a
+convolution sees a channels-last NCHW tensor and returns one, and no
+NCHW <-> token transposes are ever copied.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+
+from pvt_mm.registry import MODELS
+
+HW = Tuple[int, int]
+
+
+def tokens_to_nchw(tokens: torch.Tensor, hw: HW) -> torch.Tensor:
+    """``(B, H*W, C)`` tokens -> ``(B, C, H, W)`` channels-last view."""
+    B, _, C = tokens.shape
+    return tokens.reshape(B, hw[0], hw[1], C).permute(0, 3, 1, 2)
+
+
+def nchw_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, H*W, C)``; a view for channels-last input."""
+    B, C = x.shape[:2]
+    return x.permute(0, 2, 3, 1).reshape(B, -1, C)
+
+
+@MODELS.register_module()
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``, the GELU approximation CvT was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def build_act(act_cfg: dict) -> nn.Module:
+    """Build an activation from ``act_cfg`` (``GELU``, ``ReLU``, ``QuickGELU``...)."""
+    return MODELS.build(dict(act_cfg))
+
+
+class PatchEmbed(BaseModule):
+    """Convolutional patch embedding followed by LayerNorm.
+
+    Non-overlapping for PVTv1 (kernel == stride), overlapping for PVTv2 and
+    CvT (kernel > stride, padding ``kernel // 2``). Returns tokens and the
+    ``(H, W)`` of the map they came from.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 kernel_size: int,
+                 stride: int,
+                 padding: int = 0,
+                 norm_eps: float = 1e-5,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.proj = nn.Conv2d(
+            in_channels, embed_dims, kernel_size, stride=stride, padding=padding)
+        self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+
+    def out_size(self, size: int) -> int:
+        """Spatial size of the output for an input side of ``size``."""
+        k, s, p = self.proj.kernel_size[0], self.proj.stride[0], self.proj.padding[0]
+        return (size + 2 * p - k) // s + 1
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))
+        hw = (x.shape[2], x.shape[3])
+        return self.norm(nchw_to_tokens(x)), hw
+
+
+def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``(B, N, C)`` -> ``(B, heads, N, C // heads)`` (a view)."""
+    B, N, C = x.shape
+    return x.reshape(B, N, num_heads, C // num_heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(B, heads, N, d)`` -> ``(B, N, heads * d)``."""
+    B, H, N, d = x.shape
+    return x.transpose(1, 2).reshape(B, N, H * d)
+
+
+def _check_heads(dims: int, num_heads: int) -> None:
+    if dims % num_heads:
+        raise ValueError(f'embedding dims {dims} are not divisible by '
+                         f'num_heads {num_heads}; pick a head count that '
+                         f'divides the stage width')
+
+
+class SRAttention(BaseModule):
+    """Spatial-reduction attention (PVTv1, PVTv2, PVTv2-Li).
+
+    Queries come from every token; keys and values from a reduced map:
+    a ``sr_ratio`` x ``sr_ratio`` strided conv + LayerNorm (``sr_ratio > 1``),
+    or, with ``linear=True``, an adaptive average pool to
+    ``pool_size`` x ``pool_size`` + 1x1 conv + LayerNorm + GELU (linear SRA,
+    cost linear in the number of tokens). Prefix tokens (a class token) take
+    part unreduced. Attention runs through ``F.scaled_dot_product_attention``.
+    """
+
+    def __init__(self,
+                 dims: int,
+                 num_heads: int,
+                 sr_ratio: int = 1,
+                 linear: bool = False,
+                 pool_size: int = 7,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 sr_norm_eps: float = 1e-5,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        _check_heads(dims, num_heads)
+        self.num_heads = num_heads
+        self.linear = linear
+        self.attn_drop = attn_drop
+        self.q = nn.Linear(dims, dims, bias=qkv_bias)
+        self.kv = nn.Linear(dims, dims * 2, bias=qkv_bias)
+        self.proj = nn.Linear(dims, dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+        if linear:
+            self.pool = nn.AdaptiveAvgPool2d(pool_size)
+            self.sr = nn.Conv2d(dims, dims, kernel_size=1)
+            self.norm = nn.LayerNorm(dims, eps=sr_norm_eps)
+            self.act = nn.GELU()
+        elif sr_ratio > 1:
+            self.sr = nn.Conv2d(dims, dims, kernel_size=sr_ratio, stride=sr_ratio)
+            self.norm = nn.LayerNorm(dims, eps=sr_norm_eps)
+        else:
+            self.sr = None
+
+    def reduce(self, x: torch.Tensor, hw: HW, num_prefix: int) -> torch.Tensor:
+        """Tokens that keys and values are computed from."""
+        if self.sr is None:
+            return x
+        fmap = tokens_to_nchw(x[:, num_prefix:], hw)
+        if self.linear:
+            fmap = self.pool(fmap)
+        y = self.norm(nchw_to_tokens(self.sr(fmap)))
+        if self.linear:
+            y = self.act(y)
+        return torch.cat([x[:, :num_prefix], y], dim=1) if num_prefix else y
+
+    def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
+        q = _split_heads(self.q(x), self.num_heads)
+        kv_in = self.reduce(x, hw, num_prefix)
+        B, M, _ = kv_in.shape
+        k, v = self.kv(kv_in).reshape(B, M, 2, self.num_heads, -1).permute(
+            2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        return self.proj_drop(self.proj(_merge_heads(out)))
+
+
+class ConvProjection(BaseModule):
+    """CvT's convolutional projection: depthwise conv + BatchNorm."""
+
+    def __init__(self, dims: int, kernel_size: int = 3, stride: int = 1,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.conv = nn.Conv2d(dims, dims, kernel_size, stride=stride,
+                              padding=kernel_size // 2, groups=dims, bias=False)
+        self.bn = nn.BatchNorm2d(dims)
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return nchw_to_tokens(self.bn(self.conv(fmap)))
+
+
+class ConvProjAttention(BaseModule):
+    """Convolutional-projection attention (CvT).
+
+    q, k and v each come from a depthwise conv + BN over the token map (stride
+    ``stride_q`` for q, ``stride_kv`` for k/v) and a linear layer; prefix
+    tokens skip the conv. Scores are scaled by ``dims ** -0.5`` (the full
+    width, as CvT was trained) unless ``scale`` is given.
+    """
+
+    def __init__(self,
+                 dims: int,
+                 num_heads: int,
+                 qkv_bias: bool = True,
+                 kernel_size: int = 3,
+                 stride_q: int = 1,
+                 stride_kv: int = 2,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 scale: Optional[float] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        _check_heads(dims, num_heads)
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.scale = dims ** -0.5 if scale is None else scale
+        self.conv_proj_q = ConvProjection(dims, kernel_size, stride_q)
+        self.conv_proj_k = ConvProjection(dims, kernel_size, stride_kv)
+        self.conv_proj_v = ConvProjection(dims, kernel_size, stride_kv)
+        self.proj_q = nn.Linear(dims, dims, bias=qkv_bias)
+        self.proj_k = nn.Linear(dims, dims, bias=qkv_bias)
+        self.proj_v = nn.Linear(dims, dims, bias=qkv_bias)
+        self.proj = nn.Linear(dims, dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
+        prefix = x[:, :num_prefix]
+        fmap = tokens_to_nchw(x[:, num_prefix:], hw)
+
+        def project(conv: ConvProjection, linear: nn.Linear) -> torch.Tensor:
+            t = conv(fmap)
+            if num_prefix:
+                t = torch.cat([prefix, t], dim=1)
+            return _split_heads(linear(t), self.num_heads)
+
+        q = project(self.conv_proj_q, self.proj_q)
+        k = project(self.conv_proj_k, self.proj_k)
+        v = project(self.conv_proj_v, self.proj_v)
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.,
+            scale=self.scale)
+        return self.proj_drop(self.proj(_merge_heads(out)))
+
+
+class ConvFFN(BaseModule):
+    """Feed-forward network: fc1 [-> ReLU] [-> 3x3 depthwise conv] -> act -> fc2.
+
+    Plain MLP for PVTv1/CvT, with the depthwise conv for PVTv2, and with the
+    extra ReLU after fc1 for PVTv2-Li.
+    """
+
+    def __init__(self,
+                 dims: int,
+                 hidden_dims: int,
+                 dwconv: bool = False,
+                 extra_relu: bool = False,
+                 act_cfg: dict = dict(type='GELU'),
+                 drop: float = 0.,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.fc1 = nn.Linear(dims, hidden_dims)
+        self.relu = nn.ReLU() if extra_relu else None
+        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1,
+                                groups=hidden_dims) if dwconv else None
+        self.act = build_act(act_cfg)
+        self.fc2 = nn.Linear(hidden_dims, dims)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
+        x = self.fc1(x)
+        if self.relu is not None:
+            x = self.relu(x)
+        if self.dwconv is not None:
+            if num_prefix:
+                raise ValueError('ConvFFN with a depthwise conv cannot take '
+                                 'prefix (class) tokens')
+            x = nchw_to_tokens(self.dwconv(tokens_to_nchw(x, hw)))
+        x = self.drop(self.act(x))
+        return self.drop(self.fc2(x))
+
+
+class Block(BaseModule):
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, ``x + mlp(norm2(x))``."""
+
+    def __init__(self,
+                 dims: int,
+                 attn: nn.Module,
+                 mlp: nn.Module,
+                 drop_path: float = 0.,
+                 norm_eps: float = 1e-6,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.norm1 = nn.LayerNorm(dims, eps=norm_eps)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dims, eps=norm_eps)
+        self.mlp = mlp
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw, num_prefix))
+        return x + self.drop_path(self.mlp(self.norm2(x), hw, num_prefix))
+
+
+class Stage(BaseModule):
+    """One pyramid stage: patch embedding [+ position embedding]
+    [+ class token] -> blocks [-> norm].
+
+    Args:
+        patch_embed: the stage's :class:`PatchEmbed`.
+        blocks: the stage's :class:`Block` s.
+        norm_eps: eps of the stage-output LayerNorm; ``None`` for no norm.
+        pos_shape: ``(h, w)`` grid of a learned absolute position embedding
+            (PVTv1), bilinearly resized to the actual grid; ``None`` for none.
+        with_cls_token: prepend a class token (one prefix token).
+        cls_pos_embed: give the class token its own position embedding.
+        drop_rate: dropout after the embeddings.
+        with_cp: activation checkpointing per block while training.
+    """
+
+    def __init__(self,
+                 patch_embed: PatchEmbed,
+                 blocks: Sequence[Block],
+                 norm_eps: Optional[float] = None,
+                 pos_shape: Optional[HW] = None,
+                 with_cls_token: bool = False,
+                 cls_pos_embed: bool = False,
+                 drop_rate: float = 0.,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        dims = patch_embed.proj.out_channels
+        self.patch_embed = patch_embed
+        self.pos_shape = tuple(pos_shape) if pos_shape is not None else None
+        if pos_shape is not None:
+            self.pos_embed = nn.Parameter(
+                torch.zeros(1, pos_shape[0] * pos_shape[1], dims))
+        if with_cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dims))
+            if cls_pos_embed:
+                self.cls_pos_embed = nn.Parameter(torch.zeros(1, 1, dims))
+        self.num_prefix = int(with_cls_token)
+        self.drop = nn.Dropout(drop_rate)
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(dims, eps=norm_eps) if norm_eps else None
+        self.with_cp = with_cp
+
+    def resized_pos_embed(self, hw: HW) -> torch.Tensor:
+        """The position embedding bilinearly resized to the ``hw`` grid."""
+        if tuple(hw) == self.pos_shape:
+            return self.pos_embed
+        grid = tokens_to_nchw(self.pos_embed, self.pos_shape)
+        grid = F.interpolate(grid, size=hw, mode='bilinear', align_corners=False)
+        return nchw_to_tokens(grid)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
+        x, hw = self.patch_embed(x)
+        if self.pos_shape is not None:
+            x = x + self.resized_pos_embed(hw)
+        if self.num_prefix:
+            cls = self.cls_token
+            if hasattr(self, 'cls_pos_embed'):
+                cls = cls + self.cls_pos_embed
+            x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.drop(x)
+        for block in self.blocks:
+            if self.with_cp and self.training and x.requires_grad:
+                x = torch.utils.checkpoint.checkpoint(
+                    block, x, hw, self.num_prefix, use_reentrant=False)
+            else:
+                x = block(x, hw, self.num_prefix)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x, hw

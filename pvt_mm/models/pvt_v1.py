@@ -1,0 +1,194 @@
+"""PVTv1: Pyramid Vision Transformer.
+
+Wang et al., ICCV 2021 (https://arxiv.org/abs/2102.12122). Non-overlapping
+patch embeddings, learned absolute position embeddings per stage (resized to
+the input), spatial-reduction attention, a plain MLP, and a class token in
+the last stage for classification.
+"""
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+
+from pvt_mm.registry import MODELS
+from .base import PyramidBackbone
+from .checkpoint import merge_kv, register_format, rename_keys
+from .layers import Block, ConvFFN, PatchEmbed, SRAttention, Stage
+from .pvt_v2 import _is_mmdet, from_mmdet
+
+_DIMS = (64, 128, 320, 512)
+_HEADS = (1, 2, 5, 8)
+_MLP = (8, 8, 4, 4)
+_SR = (8, 4, 2, 1)
+
+#: Variant table (the PVT paper, Table 1).
+ARCH_SETTINGS = {
+    'tiny': dict(embed_dims=_DIMS, depths=(2, 2, 2, 2), num_heads=_HEADS,
+                 mlp_ratios=_MLP, sr_ratios=_SR),
+    'small': dict(embed_dims=_DIMS, depths=(3, 4, 6, 3), num_heads=_HEADS,
+                  mlp_ratios=_MLP, sr_ratios=_SR),
+    'medium': dict(embed_dims=_DIMS, depths=(3, 4, 18, 3), num_heads=_HEADS,
+                   mlp_ratios=_MLP, sr_ratios=_SR),
+    'large': dict(embed_dims=_DIMS, depths=(3, 8, 27, 3), num_heads=_HEADS,
+                  mlp_ratios=_MLP, sr_ratios=_SR),
+}
+
+
+@MODELS.register_module()
+class PVTv1(PyramidBackbone):
+    """PVTv1 backbone (``type='pvt_mm.PVTv1'``).
+
+    Args:
+        arch: ``'tiny'``, ``'small'``, ``'medium'``, ``'large'`` or a dict
+            with ``embed_dims, depths, num_heads, mlp_ratios, sr_ratios``.
+        pretrain_img_size: image size the position embeddings were learned
+            at; they are bilinearly resized to every input.
+        out_type: ``'featmap'`` (dense prediction, like the official
+            detection code: no class token) or ``'cls_token'`` /
+            ``'avg_featmap'`` (classification; ``'cls_token'`` adds the
+            stage-4 class token and the final norm).
+        with_cls_token: run the class token through stage 4 (default: only
+            for ``out_type='cls_token'``).
+        out_norms: add a LayerNorm to each returned map (new weights).
+        norm_eps / embed_norm_eps: LayerNorm eps in blocks / in patch-embed
+            and spatial-reduction norms (official 1e-6 / 1e-5).
+        Others as in :class:`~pvt_mm.models.PVTv2`.
+    """
+    family = 'PVTv1'
+    arch_settings = ARCH_SETTINGS
+    arch_keys = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'sr_ratios')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 pretrain_img_size: int = 224,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_type: str = 'featmap',
+                 with_cls_token: bool = None,
+                 out_norms: bool = False,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 norm_eps: float = 1e-6,
+                 embed_norm_eps: float = 1e-5,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=None,
+                 **kwargs):
+        super().__init__(in_channels, out_type, norm_eval, frozen_stages,
+                         init_cfg, kwargs)
+        if with_cls_token is None:
+            with_cls_token = out_type == 'cls_token'
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError("out_type='cls_token' needs with_cls_token=True")
+        self.arch = a = self.resolve_arch(arch)
+        num_stages = len(a['embed_dims'])
+        total = sum(a['depths'])
+        dpr = torch.linspace(0, drop_path_rate, total).tolist() if total else []
+        stages, prev, first, grid = [], in_channels, 0, pretrain_img_size
+        for i, dims in enumerate(a['embed_dims']):
+            patch = 4 if i == 0 else 2
+            grid //= patch
+            last = i == num_stages - 1
+            blocks = [
+                Block(dims,
+                      attn=SRAttention(dims, a['num_heads'][i],
+                                       sr_ratio=a['sr_ratios'][i],
+                                       qkv_bias=qkv_bias,
+                                       attn_drop=attn_drop_rate,
+                                       proj_drop=drop_rate,
+                                       sr_norm_eps=embed_norm_eps),
+                      mlp=ConvFFN(dims, int(dims * a['mlp_ratios'][i]),
+                                  drop=drop_rate),
+                      drop_path=dpr[first + j], norm_eps=norm_eps)
+                for j in range(a['depths'][i])
+            ]
+            stages.append(Stage(
+                PatchEmbed(prev, dims, patch, patch, norm_eps=embed_norm_eps),
+                blocks, pos_shape=(grid, grid),
+                with_cls_token=with_cls_token and last,
+                cls_pos_embed=True, drop_rate=drop_rate, with_cp=with_cp))
+            first += a['depths'][i]
+            prev = dims
+        self.stages = nn.ModuleList(stages)
+        if out_type != 'featmap':
+            self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
+        default_out = (num_stages - 1, ) if out_type != 'featmap' else out_indices
+        self._init_outputs(default_out, norm_eps if out_norms else None)
+
+    def stage_min_sizes(self):
+        return list(self.arch['sr_ratios'])
+
+
+# ---------------------------------------------------------------- weights
+
+def _is_ours(sd):
+    return 'stages.0.pos_embed' in sd
+
+
+def _split_cls_pos(sd):
+    """Our stage-4 position embedding has no class slot; it gets its own
+    ``cls_pos_embed`` (``(1, 1 + h*w, C)`` -> ``(1, 1, C)`` + ``(1, h*w, C)``)."""
+    out = dict(sd)
+    last = max(int(k.split('.')[1]) for k in sd if k.startswith('stages.'))
+    key = f'stages.{last}.pos_embed'
+    pos = out.get(key)
+    if pos is not None and int(pos.shape[1] ** 0.5) ** 2 != pos.shape[1]:
+        out[f'stages.{last}.cls_pos_embed'] = pos[:, :1]
+        out[key] = pos[:, 1:]
+    return out
+
+
+def _is_official(sd):
+    return 'patch_embed1.proj.weight' in sd and 'pos_embed1' in sd
+
+
+def _from_official(sd):
+    sd = rename_keys(sd, [
+        (r'^patch_embed(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.patch_embed.'),
+        (r'^pos_embed(\d)$', lambda m: f'stages.{int(m[1]) - 1}.pos_embed'),
+        (r'^block(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.'),
+        (r'^cls_token$', 'stages.3.cls_token'),
+    ])
+    return _split_cls_pos(sd)
+
+
+def _is_hf(sd):
+    return any(k.startswith(('encoder.patch_embeddings.0.', 'pvt.encoder.'))
+               for k in sd)
+
+
+def _from_hf(sd):
+    sd = rename_keys(sd, [
+        (r'^pvt\.', ''),
+        (r'^encoder\.patch_embeddings\.(\d)\.projection\.',
+         r'stages.\1.patch_embed.proj.'),
+        (r'^encoder\.patch_embeddings\.(\d)\.layer_norm\.',
+         r'stages.\1.patch_embed.norm.'),
+        (r'^encoder\.patch_embeddings\.(\d)\.position_embeddings$',
+         r'stages.\1.pos_embed'),
+        (r'^encoder\.patch_embeddings\.(\d)\.cls_token$', r'stages.\1.cls_token'),
+        (r'^encoder\.block\.(\d)\.(\d+)\.', r'stages.\1.blocks.\2.'),
+        (r'\.layer_norm_1\.', '.norm1.'),
+        (r'\.layer_norm_2\.', '.norm2.'),
+        (r'\.attention\.self\.query\.', '.attn.q.'),
+        (r'\.attention\.self\.sequence_reduction\.', '.attn.sr.'),
+        (r'\.attention\.self\.layer_norm\.', '.attn.norm.'),
+        (r'\.attention\.self\.', '.attn.'),
+        (r'\.attention\.output\.dense\.', '.attn.proj.'),
+        (r'\.mlp\.dense1\.', '.mlp.fc1.'),
+        (r'\.mlp\.dense2\.', '.mlp.fc2.'),
+        (r'^encoder\.layer_norm\.', 'norm.'),
+        (r'^classifier\.', 'head.'),
+    ])
+    return _split_cls_pos(merge_kv(sd, 'key', 'value', 'kv'))
+
+
+register_format('PVTv1', 'pvt_mm', _is_ours, dict)
+register_format('PVTv1', 'official PVT', _is_official, _from_official)
+register_format('PVTv1', 'HF PvtModel', _is_hf, _from_hf)
+register_format('PVTv1', 'mmdet PyramidVisionTransformer',
+                lambda sd: _is_mmdet(sd, conv_ffn=False),
+                lambda sd: from_mmdet(sd, pos_embed=True))

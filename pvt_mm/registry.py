@@ -1,0 +1,12 @@
+"""pvt_mm's MMEngine registries (scope ``pvt_mm``).
+
+They are children of MMEngine's root registries, so MMDetection,
+MMSegmentation and MMPretrain configs reach our modules as
+``type='pvt_mm.<Name>'`` once ``custom_imports=dict(imports=['pvt_mm'])``
+has run; ``locations`` lets the registry import them lazily.
+"""
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='pvt_mm',
+                  locations=['pvt_mm.models'])
