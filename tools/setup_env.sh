@@ -38,15 +38,27 @@ step "installing torch + torchvision"
 "${UVPIP[@]}" -r requirements/torch.txt || die "torch/torchvision install failed"
 step "installing build requirements"
 "${UVPIP[@]}" -r requirements/build.txt || die "build requirements install failed"
+# mmcv 2.1.0 with compiled ops exists only as a source release. Build it once
+# into a wheel cache keyed by torch and Python, so fresh checkouts on the same
+# machine install it in seconds.
 if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
-  step "building mmcv 2.1.0 with ops from source (about 12 min on 2 cores; cached by uv afterwards)"
-  MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${UVPIP[@]}" --no-build-isolation \
-    -r requirements/mminstall.txt || die "mmcv build failed (needs gcc, python headers, setuptools<82)"
+  key=$("$PY" -c "import sys, torch; print(f'torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}')")
+  WHEELS=${PVT_MM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pvt_mm/wheels/$key}
+  if ! ls "$WHEELS"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
+    step "building mmcv 2.1.0 with ops from source (about 12 min on 2 cores, once per machine; cache: $WHEELS)"
+    "${UVPIP[@]}" pip || die "could not install pip into $VENV"
+    mkdir -p "$WHEELS.tmp"
+    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" -m pip wheel --quiet --no-deps \
+      --no-build-isolation --no-binary mmcv -w "$WHEELS.tmp" mmcv==2.1.0 \
+      || die "mmcv build failed (needs gcc, python headers, setuptools<82)"
+    mkdir -p "$WHEELS" && mv "$WHEELS.tmp"/mmcv-2.1.0-*.whl "$WHEELS"/ && rm -rf "$WHEELS.tmp"
+  fi
+  "${UVPIP[@]}" --no-deps "$WHEELS"/mmcv-2.1.0-*.whl || die "installing the cached mmcv wheel failed"
 fi
-"$PY" -c "from mmcv.ops import nms, RoIAlign" || die "mmcv.ops does not import: mmcv was built without ops"
 step "installing mmdet, mmseg, mmpretrain and test requirements"
 "${UVPIP[@]}" -r requirements/mminstall.txt -r requirements/runtime.txt -r requirements/tests.txt \
   || die "installing runtime/test requirements failed"
+"$PY" -c "from mmcv.ops import nms, RoIAlign" || die "mmcv.ops does not import: mmcv was built without ops"
 step "installing pvt_mm (editable)"
 "${UVPIP[@]}" --no-deps --no-build-isolation -e . || die "editable install of pvt_mm failed"
 "$PY" -m pvt_mm_config_hook >/dev/null || die "could not install the pvt_mm:: config hook"
