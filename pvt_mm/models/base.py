@@ -33,6 +33,14 @@ for _name in ('deep_stem', 'stem_channels', 'base_channels', 'avg_down',
 OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
 
 
+def linear_drop_path(rate: float, total: int) -> List[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over
+    ``total`` blocks (plain floats: also works on the meta device)."""
+    if total <= 1:
+        return [0.] * total
+    return [rate * i / (total - 1) for i in range(total)]
+
+
 def reject_unknown_kwargs(cls_name: str, kwargs: dict) -> None:
     """Raise a ``TypeError`` naming every unknown argument and its fix."""
     if not kwargs:
@@ -121,11 +129,14 @@ class PyramidBackbone(BaseModule):
 
     # ------------------------------------------------------------ building
     def _init_outputs(self,
-                      out_indices: Union[int, Sequence[int]],
+                      out_indices: Union[None, int, Sequence[int]],
                       out_norm_eps: Optional[float] = None,
                       extra_downsample: bool = False) -> None:
         """Validate ``out_indices``/``frozen_stages`` and build output norms
-        (``out_norm_eps``) and the optional stride-doubling extra output."""
+        (``out_norm_eps``) and the optional stride-doubling extra output.
+
+        ``out_indices=None`` means every output for ``out_type='featmap'``
+        and the last stage for the pooled classification outputs."""
         num_stages = len(self.stages)
         dims = [s.patch_embed.proj.out_channels for s in self.stages]
         strides = []
@@ -137,6 +148,9 @@ class PyramidBackbone(BaseModule):
             dims.append(dims[-1])
             strides.append(strides[-1] * 2)
         num_outputs = len(dims)
+        if out_indices is None:
+            out_indices = (tuple(range(num_outputs)) if self.out_type == 'featmap'
+                           else (num_stages - 1, ))
         if isinstance(out_indices, int):
             out_indices = (out_indices, )
         out_indices = tuple(out_indices)

@@ -63,10 +63,9 @@ _WRAPPERS = ('state_dict', 'model', 'module', 'model_state', 'params')
 _PREFIXES = ('module.', 'backbone.', 'pvt.', 'pvt_v2.', 'cvt.', 'model.')
 
 
-def unwrap(obj, prefix: Optional[str] = None) -> StateDict:
-    """The tensor dict inside ``obj``: ``state_dict``/``model`` wrappers
-    and ``module.``/``backbone.``/HF model prefixes removed. With ``prefix``,
-    only keys under it are kept (e.g. ``'backbone.'`` of a detector)."""
+def find_state_dict(obj) -> StateDict:
+    """The tensors of ``obj`` with ``state_dict``/``model``/... wrappers
+    removed (keys unchanged)."""
     while isinstance(obj, dict) and not any(
             isinstance(v, torch.Tensor) for v in obj.values()):
         inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)),
@@ -77,8 +76,15 @@ def unwrap(obj, prefix: Optional[str] = None) -> StateDict:
     if not isinstance(obj, dict):
         raise CheckpointError(f'checkpoint holds a {type(obj).__name__}, not '
                               f'a state dict')
-    sd = OrderedDict((k, v) for k, v in obj.items()
-                     if isinstance(v, torch.Tensor))
+    return OrderedDict((k, v) for k, v in obj.items()
+                       if isinstance(v, torch.Tensor))
+
+
+def unwrap(obj, prefix: Optional[str] = None) -> StateDict:
+    """The tensor dict inside ``obj``: ``state_dict``/``model`` wrappers
+    and ``module.``/``backbone.``/HF model prefixes removed. With ``prefix``,
+    only keys under it are kept (e.g. ``'backbone.'`` of a detector)."""
+    sd = find_state_dict(obj)
     if prefix:
         sd = OrderedDict((k[len(prefix):], v) for k, v in sd.items()
                          if k.startswith(prefix))

@@ -10,17 +10,17 @@ For dense prediction the backbone returns strides 4/8/16, with
 the last stage) so 4-level FPNs (RetinaNet, Mask R-CNN, GFL, Semantic FPN)
 get the strides they are designed for, and a LayerNorm on every returned map.
 """
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
-import torch
 import torch.nn as nn
 
 from pvt_mm.registry import MODELS
-from .base import PyramidBackbone
+from .base import PyramidBackbone, linear_drop_path
 from .checkpoint import register_format, rename_keys
 from .layers import Block, ConvFFN, ConvProjAttention, PatchEmbed, Stage
 
-_CVT = dict(patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2), mlp_ratio=4)
+_CVT = dict(patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2),
+            patch_paddings=(2, 1, 1), mlp_ratio=4)
 
 #: Variant table (the CvT paper, Table 2).
 ARCH_SETTINGS = {
@@ -39,9 +39,12 @@ class CvT(PyramidBackbone):
 
     Args:
         arch: ``'13'``, ``'21'``, ``'w24'`` or a dict with ``embed_dims,
-            depths, num_heads, patch_sizes, patch_strides, mlp_ratio``.
+            depths, num_heads, patch_sizes, patch_strides, mlp_ratio`` and
+            optionally ``patch_paddings`` (default ``(k - s + 1) // 2`` for
+            kernel ``k`` and stride ``s``: the official 2/1/1).
         out_indices: maps to return: 0..2 (strides 4/8/16) and, with
-            ``extra_downsample``, 3 (stride 32).
+            ``extra_downsample``, 3 (stride 32); default: all of them
+            (the last stage for ``'cls_token'``).
         out_type: ``'featmap'`` or ``'cls_token'`` (classification: final
             norm on the class token, as CvT was trained).
         with_cls_token: run the stage-3 class token (default: only for
@@ -59,11 +62,12 @@ class CvT(PyramidBackbone):
     arch_settings = ARCH_SETTINGS
     arch_keys = ('embed_dims', 'depths', 'num_heads', 'patch_sizes',
                  'patch_strides', 'mlp_ratio')
+    arch_optional_keys = ('patch_paddings', )
 
     def __init__(self,
                  arch: Union[str, dict] = '13',
                  in_channels: int = 3,
-                 out_indices: Sequence[int] = (0, 1, 2),
+                 out_indices: Optional[Sequence[int]] = None,
                  out_type: str = 'featmap',
                  with_cls_token: bool = None,
                  extra_downsample: bool = False,
@@ -91,10 +95,12 @@ class CvT(PyramidBackbone):
         self.arch = a = self.resolve_arch(arch)
         num_stages = len(a['embed_dims'])
         total = sum(a['depths'])
-        dpr = torch.linspace(0, drop_path_rate, total).tolist() if total else []
+        dpr = linear_drop_path(drop_path_rate, total)
         stages, prev, first = [], in_channels, 0
         for i, dims in enumerate(a['embed_dims']):
             k, s = a['patch_sizes'][i], a['patch_strides'][i]
+            pad = (a['patch_paddings'][i] if 'patch_paddings' in a
+                   else (k - s + 1) // 2)
             blocks = [
                 Block(dims,
                       attn=ConvProjAttention(dims, a['num_heads'][i],
@@ -107,7 +113,7 @@ class CvT(PyramidBackbone):
                 for j in range(a['depths'][i])
             ]
             stages.append(Stage(
-                PatchEmbed(prev, dims, k, s, padding=k // 2, norm_eps=norm_eps),
+                PatchEmbed(prev, dims, k, s, padding=pad, norm_eps=norm_eps),
                 blocks, with_cls_token=with_cls_token and i == num_stages - 1,
                 drop_rate=drop_rate, with_cp=with_cp))
             first += a['depths'][i]
@@ -115,7 +121,6 @@ class CvT(PyramidBackbone):
         self.stages = nn.ModuleList(stages)
         if out_type != 'featmap':
             self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
-            out_indices = (num_stages - 1, )
         self._init_outputs(out_indices, norm_eps if out_norms else None,
                            extra_downsample=extra_downsample)
 

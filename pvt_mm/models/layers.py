@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.onnx.operators
 import torch.utils.checkpoint
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
@@ -92,6 +93,26 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, N, H * d)
 
 
+def _pool_matrix(n: torch.Tensor, out: int, like: torch.Tensor) -> torch.Tensor:
+    """``(out, n)`` weights of adaptive average pooling along one axis."""
+    i = torch.arange(out, device=like.device)
+    start = torch.div(i * n, out, rounding_mode='floor')
+    end = torch.div((i + 1) * n + out - 1, out, rounding_mode='floor')
+    j = torch.arange(n, device=like.device)
+    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def traceable_adaptive_avg_pool2d(x: torch.Tensor, out: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, out)`` as two matmuls whose weights are
+    computed from the traced input shape, so ONNX export keeps H and W
+    dynamic (the ONNX exporter cannot export adaptive pooling of a map of
+    unknown size)."""
+    hw = torch.onnx.operators.shape_as_tensor(x)
+    return (_pool_matrix(hw[2], out, x) @ x
+            @ _pool_matrix(hw[3], out, x).transpose(0, 1))
+
+
 def _check_heads(dims: int, num_heads: int) -> None:
     if dims % num_heads:
         raise ValueError(f'embedding dims {dims} are not divisible by '
@@ -147,7 +168,8 @@ class SRAttention(BaseModule):
             return x
         fmap = tokens_to_nchw(x[:, num_prefix:], hw)
         if self.linear:
-            fmap = self.pool(fmap)
+            fmap = (traceable_adaptive_avg_pool2d(fmap, self.pool.output_size)
+                    if torch.jit.is_tracing() else self.pool(fmap))
         y = self.norm(nchw_to_tokens(self.sr(fmap)))
         if self.linear:
             y = self.act(y)
@@ -335,7 +357,9 @@ class Stage(BaseModule):
 
     def resized_pos_embed(self, hw: HW) -> torch.Tensor:
         """The position embedding bilinearly resized to the ``hw`` grid."""
-        if tuple(hw) == self.pos_shape:
+        # While tracing (ONNX export) always resize: the graph must work
+        # for every input size, and resizing to the same grid is exact.
+        if tuple(hw) == self.pos_shape and not torch.jit.is_tracing():
             return self.pos_embed
         grid = tokens_to_nchw(self.pos_embed, self.pos_shape)
         grid = F.interpolate(grid, size=hw, mode='bilinear', align_corners=False)

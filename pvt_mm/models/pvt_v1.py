@@ -5,13 +5,12 @@ patch embeddings, learned absolute position embeddings per stage (resized to
 the input), spatial-reduction attention, a plain MLP, and a class token in
 the last stage for classification.
 """
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
-import torch
 import torch.nn as nn
 
 from pvt_mm.registry import MODELS
-from .base import PyramidBackbone
+from .base import PyramidBackbone, linear_drop_path
 from .checkpoint import merge_kv, register_format, rename_keys
 from .layers import Block, ConvFFN, PatchEmbed, SRAttention, Stage
 from .pvt_v2 import _is_mmdet, from_mmdet
@@ -62,7 +61,7 @@ class PVTv1(PyramidBackbone):
                  arch: Union[str, dict] = 'small',
                  in_channels: int = 3,
                  pretrain_img_size: int = 224,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_indices: Optional[Sequence[int]] = None,
                  out_type: str = 'featmap',
                  with_cls_token: bool = None,
                  out_norms: bool = False,
@@ -86,7 +85,7 @@ class PVTv1(PyramidBackbone):
         self.arch = a = self.resolve_arch(arch)
         num_stages = len(a['embed_dims'])
         total = sum(a['depths'])
-        dpr = torch.linspace(0, drop_path_rate, total).tolist() if total else []
+        dpr = linear_drop_path(drop_path_rate, total)
         stages, prev, first, grid = [], in_channels, 0, pretrain_img_size
         for i, dims in enumerate(a['embed_dims']):
             patch = 4 if i == 0 else 2
@@ -115,8 +114,7 @@ class PVTv1(PyramidBackbone):
         self.stages = nn.ModuleList(stages)
         if out_type != 'featmap':
             self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
-        default_out = (num_stages - 1, ) if out_type != 'featmap' else out_indices
-        self._init_outputs(default_out, norm_eps if out_norms else None)
+        self._init_outputs(out_indices, norm_eps if out_norms else None)
 
     def stage_min_sizes(self):
         return list(self.arch['sr_ratios'])

@@ -4,12 +4,12 @@ Wang et al., CVMJ 2022 (https://arxiv.org/abs/2106.13797). Overlapping
 patch embeddings, a 3x3 depthwise conv in every FFN, spatial-reduction
 attention (or linear SRA for B2-Li), a LayerNorm after each stage.
 """
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
 from pvt_mm.registry import MODELS
-from .base import PyramidBackbone
+from .base import PyramidBackbone, linear_drop_path
 from .checkpoint import (merge_kv, register_format, rename_keys,
                          split_fused_qkv)
 from .layers import Block, ConvFFN, PatchEmbed, SRAttention, Stage
@@ -46,7 +46,8 @@ class PVTv2(PyramidBackbone):
             ``embed_dims, depths, num_heads, mlp_ratios, sr_ratios``
             (optional ``linear``).
         in_channels: input image channels.
-        out_indices: stages to return (0..3, strides 4/8/16/32).
+        out_indices: stages to return (0..3, strides 4/8/16/32); default
+            all for ``'featmap'``, the last for ``'avg_featmap'``.
         out_type: ``'featmap'`` (dense prediction) or ``'avg_featmap'``
             (classification: mean of the normed last stage).
         qkv_bias: bias in the q / kv projections.
@@ -70,7 +71,7 @@ class PVTv2(PyramidBackbone):
     def __init__(self,
                  arch: Union[str, dict] = 'b2',
                  in_channels: int = 3,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_indices: Optional[Sequence[int]] = None,
                  out_type: str = 'featmap',
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
@@ -91,7 +92,7 @@ class PVTv2(PyramidBackbone):
         self.arch = a = self.resolve_arch(arch)
         self.linear = linear = a.get('linear', False)
         total = sum(a['depths'])
-        dpr = torch.linspace(0, drop_path_rate, total).tolist() if total else []
+        dpr = linear_drop_path(drop_path_rate, total)
         stages, prev, first = [], in_channels, 0
         for i, dims in enumerate(a['embed_dims']):
             patch_embed = PatchEmbed(prev, dims, kernel_size=7 if i == 0 else 3,
