@@ -18,7 +18,6 @@ a crash leaves either the old file or the complete new one.
 import os
 import os.path as osp
 import pickle
-import zipfile
 from typing import List
 
 import numpy as np
@@ -28,7 +27,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.utils import digit_version
 
-from pvt_mm.models.checkpoint import CheckpointError
+from pvt_mm.models.checkpoint import load_file
 
 #: Name of :class:`AtomicLocalBackend` in MMEngine's file-backend registry.
 ATOMIC_BACKEND = 'pvt_mm_atomic_local'
@@ -71,25 +70,10 @@ def safe_globals() -> List:
     return items
 
 
-def _unpickler_reason(error: Exception) -> str:
-    """The line of torch's long message that names what went wrong."""
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    return next((ln for ln in lines if any(
-        word in ln for word in ('GLOBAL', 'Unsupported', 'Trying to',
-                                'Can only'))),
-                lines[0] if lines else type(error).__name__)
-
-
-def _is_refusal(reason: str) -> bool:
-    """Whether the restricted unpickler refused an object (as opposed to
-    stumbling over bytes that are not a pickle at all)."""
-    return any(word in reason for word in ('GLOBAL', 'global', 'Trying to',
-                                           'Can only', 'getattr'))
-
-
 def load_from_local(filename: str, map_location=None) -> dict:
     """Read a local checkpoint with ``weights_only=True``; raise
-    :class:`CheckpointError` naming the file when it is refused or broken.
+    :class:`CheckpointError` naming the file when it is refused or broken
+    (:func:`pvt_mm.models.checkpoint.load_file`).
 
     Registered as MMEngine's loader for local paths by
     :func:`enable_safe_checkpoints` (``runner.resume``, ``load_from``,
@@ -102,28 +86,11 @@ def load_from_local(filename: str, map_location=None) -> dict:
             f'checkpoint {filename} does not exist. Give the path of an '
             f'existing file, or resume with --resume and no path to continue '
             f'from the newest checkpoint named in <work_dir>/last_checkpoint.')
-    try:
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = _unpickler_reason(e)
-        if not _is_refusal(reason):
-            raise CheckpointError(
-                f'cannot read checkpoint {filename}: the file is truncated or '
-                f'corrupt ({reason}); use an earlier checkpoint '
-                f'(--resume PATH).') from e
-        raise CheckpointError(
-            f'refusing to load {filename}: it holds an object that is not a '
-            f'tensor, container, numpy array or MMEngine log buffer, and '
-            f'unpickling it could run code ({reason}). If you wrote this '
-            f'file yourself and trust every object in it, allowlist that '
-            f'type with torch.serialization.add_safe_globals([...]).') from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(
-            f'cannot read checkpoint {filename}: the file is truncated or '
-            f'corrupt ({type(e).__name__}: {reason}); use an earlier '
-            f'checkpoint (--resume PATH).') from e
+    return load_file(
+        filename, map_location,
+        refusal_hint='If you wrote this file yourself and trust every object '
+        'in it, allowlist that type with '
+        'torch.serialization.add_safe_globals([...]).')
 
 
 def atomic_write(path: str, data: bytes) -> None:

@@ -38,25 +38,53 @@ def register_format(family: str, name: str, detect, convert) -> None:
     FORMATS.append(CheckpointFormat(family, name, detect, convert))
 
 
-def load_file(path: str) -> dict:
-    """``torch.load`` with ``weights_only=True`` and errors that name the file."""
+TRUST_PICKLE_HINT = ('If you trust its source, re-save just its state dict '
+                     'with tools/convert_checkpoint.py --trust-pickle.')
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The line of torch's long message that names what went wrong."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return next((ln for ln in lines if any(
+        word in ln for word in ('GLOBAL', 'Unsupported', 'Trying to',
+                                'Can only'))),
+                lines[0] if lines else type(error).__name__)
+
+
+def _is_refusal(reason: str) -> bool:
+    """Whether the restricted unpickler refused an object (as opposed to
+    stumbling over bytes that are not a pickle at all)."""
+    return any(word in reason for word in ('GLOBAL', 'global', 'Trying to',
+                                           'Can only', 'getattr'))
+
+
+def load_file(path: str, map_location='cpu',
+              refusal_hint: str = TRUST_PICKLE_HINT) -> dict:
+    """``torch.load(weights_only=True)`` with errors that name the file: a
+    missing file, one holding objects that could run code when unpickled
+    (refused, never executed; ``refusal_hint`` says what to do), and a
+    truncated or corrupt one."""
     if not isinstance(path, str) or not osp.isfile(path):
         raise CheckpointError(f'checkpoint {path!r} does not exist (give a '
                               f'local file path)')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f'refusing to load {path}: it contains objects other than tensors '
-            f'and plain containers, which could run code when unpickled '
-            f'(weights_only=True refused: {str(e).splitlines()[0]}). If you '
-            f'trust its source, re-save just its state dict with '
-            f'tools/convert_checkpoint.py --trust-pickle.') from e
+        reason = _unpickler_reason(e)
+        if _is_refusal(reason):
+            raise CheckpointError(
+                f'refusing to load {path}: it holds an object other than '
+                f'tensors, containers and allowlisted types, and unpickling '
+                f'it could run code ({reason}). {refusal_hint}') from e
+        error = e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(
-            f'cannot read checkpoint {path}: the file is truncated or corrupt '
-            f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}). '
-            f'Download or save it again.') from e
+        reason = f'{type(e).__name__}: ' + (str(e).splitlines()[0]
+                                            if str(e) else '')
+        error = e
+    raise CheckpointError(
+        f'cannot read checkpoint {path}: the file is truncated or corrupt '
+        f'({reason}). Download or save it again, or use an earlier '
+        f'checkpoint.') from error
 
 
 _WRAPPERS = ('state_dict', 'model', 'module', 'model_state', 'params')
