@@ -324,7 +324,7 @@ def test_cli_converts_backbone_checkpoints(tmp_path, refs, cli, capsys):
     assert_stages_close(a.eval()(x), b.eval()(x))
     # --family guards against the wrong file.
     assert cli.main([src, dst, '--family', 'CvT']) == 1
-    assert 'holds PVTv1 weights' in capsys.readouterr().err
+    assert 'weights of the PVTv1 family, but the model is CvT' in capsys.readouterr().err
 
 
 class _Meta:

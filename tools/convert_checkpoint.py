@@ -20,13 +20,12 @@ import os.path as osp
 import re
 import sys
 from collections import OrderedDict
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 
 from pvt_mm.models import CvT, PVTv1, PVTv2
-from pvt_mm.models.checkpoint import (FORMATS, CheckpointError,
-                                      CheckpointFormat, detect_format,
+from pvt_mm.models.checkpoint import (CheckpointError, convert_state_dict,
                                       find_state_dict, load_file, unwrap)
 
 BACKBONES = {cls.family: cls for cls in (PVTv1, PVTv2, CvT)}
@@ -43,27 +42,12 @@ def read(path: str, trust_pickle: bool = False):
     return torch.load(path, map_location='cpu', weights_only=False)
 
 
-def convert_backbone(sd, family: Optional[str] = None,
-                     source: str = 'checkpoint') -> Tuple[CheckpointFormat, dict]:
-    """Detect the layout of backbone weights ``sd`` and convert them."""
-    fmt = detect_format(sd)
-    if fmt is None:
-        raise CheckpointError(
-            f'{source}: unrecognised key layout (first keys: '
-            f'{", ".join(list(sd)[:5])}). Supported: ' +
-            '; '.join(f'{f.family} {f.name}' for f in FORMATS))
-    if family is not None and fmt.family != family:
-        raise CheckpointError(f'{source} holds {fmt.family} weights '
-                              f'({fmt.name}), not {family}')
-    return fmt, fmt.convert(sd)
-
-
 def convert(obj, family: Optional[str] = None, source: str = 'checkpoint'):
     """Return ``(format, state_dict, is_whole_model)`` for a loaded checkpoint."""
     sd = find_state_dict(obj)
     under = [k for k in sd if k.startswith(BACKBONE)]
     if under and len(under) < len(sd):  # detector / segmentor
-        fmt, backbone = convert_backbone(
+        fmt, backbone = convert_state_dict(
             OrderedDict((k[len(BACKBONE):], sd[k]) for k in under), family,
             source)
         # A dense backbone has no class token / classifier: drop such keys
@@ -74,7 +58,7 @@ def convert(obj, family: Optional[str] = None, source: str = 'checkpoint'):
                           if not any(re.search(p, k) for p in leftovers))
         out.update((k, v) for k, v in sd.items() if not k.startswith(BACKBONE))
         return fmt, out, True
-    fmt, out = convert_backbone(unwrap(sd), family, source)
+    fmt, out = convert_state_dict(unwrap(sd), family, source)
     return fmt, OrderedDict(out), False
 
 

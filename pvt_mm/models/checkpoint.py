@@ -137,19 +137,22 @@ def _matches(key: str, patterns) -> bool:
     return any(re.search(p, key) for p in patterns)
 
 
-def convert_for(model, sd: StateDict, source: str = 'checkpoint') -> StateDict:
-    """Detect ``sd``'s layout and convert it to ``model``'s keys."""
+def convert_state_dict(sd: StateDict, family: Optional[str] = None,
+                       source: str = 'checkpoint', target: str = None):
+    """Detect ``sd``'s layout and convert it to our keys; return
+    ``(format, converted)``. With ``family``, weights of another family are
+    an error (``target`` names the model they were meant for)."""
     fmt = detect_format(sd)
     if fmt is None:
         sample = ', '.join(list(sd)[:5])
         raise CheckpointError(
             f'{source}: unrecognised key layout (first keys: {sample}). '
             f'Supported: ' + '; '.join(f'{f.family} {f.name}' for f in FORMATS))
-    if fmt.family != model.family:
+    if family is not None and fmt.family != family:
         raise CheckpointError(
             f'{source} holds {fmt.name} weights of the {fmt.family} family, '
-            f'but the model is {type(model).__name__} ({model.family}); use a '
-            f'{model.family} checkpoint or change the backbone type')
+            f'but the model is {target or family} ({family}); use a {family} '
+            f'checkpoint or change the backbone type')
     return fmt, fmt.convert(sd)
 
 
@@ -165,7 +168,7 @@ def load_pretrained(model, path: str, prefix: Optional[str] = None,
     if not sd:
         raise CheckpointError(f'{path}: no tensors found'
                               + (f' under prefix {prefix!r}' if prefix else ''))
-    fmt, sd = convert_for(model, sd, path)
+    fmt, sd = convert_state_dict(sd, model.family, path, type(model).__name__)
     own = model.state_dict()
     missing = [k for k in own if k not in sd
                and not _matches(k, model.fresh_patterns)]
