@@ -38,7 +38,10 @@ def apply(config_cls=None) -> None:
             if not osp.isfile(path):
                 raise FileNotFoundError(
                     f'{cfg_path!r}: no such config in pvt_mm ({path})')
-            return path, 'pvt_mm'
+            # No scope tag: our configs name pvt_mm types explicitly
+            # ('pvt_mm.PVTv2') and inherit mmdet/mmseg/mmpretrain bases whose
+            # types must resolve in those libraries' scopes.
+            return path, None
         return original(cfg_path, filename)
 
     _get_cfg_path._pvt_mm_shim = True

@@ -477,7 +477,7 @@ def test_missing_dataset_paths_are_reported_before_training(tmp_path):
     cfg = det_cfg()
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'nowhere')
     with pytest.raises(FileNotFoundError,
-                       match=r"train_dataloader.dataset.data_root=.*nowhere"):
+                       match=r"train_dataloader.dataset .*data_root=.*nowhere"):
         prepare_config(cfg)
     (tmp_path / 'coco' / 'train2017').mkdir(parents=True)
     for split in ('train', 'val', 'test'):

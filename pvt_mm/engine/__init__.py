@@ -9,7 +9,7 @@ describes what is guaranteed and how it is tested.
 """
 from .checkpoint import (AtomicLocalBackend, atomic_write,
                          enable_safe_checkpoints, load_from_local)
-from .config import (ConfigError, check_data_paths, check_registered_types,
+from .config import (ConfigError, check_registered_types,
                      prepare_config, setup_cpu_distributed)
 from .hooks import AtomicCheckpointHook, IterationSeedHook, NonFiniteLossHook
 
@@ -18,6 +18,6 @@ enable_safe_checkpoints()
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'ConfigError',
     'IterationSeedHook', 'NonFiniteLossHook', 'atomic_write',
-    'check_data_paths', 'check_registered_types', 'enable_safe_checkpoints',
+    'check_registered_types', 'enable_safe_checkpoints',
     'load_from_local', 'prepare_config', 'setup_cpu_distributed'
 ]

@@ -3,19 +3,16 @@ built: fail in seconds with a message naming the config key, not minutes
 later deep inside a data loader or registry."""
 import datetime
 import difflib
-import os
-import os.path as osp
 from typing import Iterator, Sequence, Tuple
 
 import torch
 import torch.distributed as torch_dist
 
+from pvt_mm.datasets import check_dataset_layout
 from pvt_mm.registry import HOOKS, MODELS
 
 SCOPE = 'pvt_mm.'
 SPLITS = ('train', 'val', 'test')
-DATA_HINT = ('generate the demo data with `python tools/make_demo_data.py` '
-             'or set data_root to where your dataset is')
 
 
 class ConfigError(ValueError):
@@ -56,58 +53,6 @@ def check_registered_types(cfg) -> None:
             + f'. Registered {listing}.')
 
 
-def _datasets(node, path: str) -> Iterator[Tuple[str, dict]]:
-    """A dataloader's dataset dicts, looking inside dataset wrappers."""
-    if isinstance(node, dict):
-        yield path, node
-        if isinstance(node.get('dataset'), dict):
-            yield from _datasets(node['dataset'], f'{path}.dataset')
-        for i, sub in enumerate(node.get('datasets') or []):
-            yield from _datasets(sub, f'{path}.datasets[{i}]')
-
-
-def _is_local(path) -> bool:
-    return isinstance(path, str) and bool(path) and '://' not in path
-
-
-def check_data_paths(cfg, splits: Sequence[str] = SPLITS) -> None:
-    """``data_root``, ``ann_file`` and ``data_prefix`` of the datasets of
-    ``splits`` must exist (local paths; remote backends are not checked)."""
-    for split in splits:
-        loader = cfg.get(f'{split}_dataloader')
-        if not isinstance(loader, dict):
-            continue
-        for path, ds in _datasets(loader.get('dataset'),
-                                  f'{split}_dataloader.dataset'):
-            backend = ds.get('backend_args') or {}
-            if backend.get('backend', 'local') != 'local':
-                continue
-            root = ds.get('data_root') or ''
-            if _is_local(root) and not osp.isdir(root):
-                raise FileNotFoundError(
-                    f'{path}.data_root={root!r}: no such directory (from '
-                    f'{os.getcwd()}); {DATA_HINT}.')
-            ann = ds.get('ann_file')
-            if _is_local(ann):
-                full = ann if osp.isabs(ann) else osp.join(root, ann)
-                if not osp.isfile(full):
-                    raise FileNotFoundError(
-                        f'{path}.ann_file={ann!r}: annotation file {full} '
-                        f'does not exist; {DATA_HINT}.')
-            prefix = ds.get('data_prefix')
-            prefixes = prefix.items() if isinstance(prefix, dict) else \
-                [('', prefix)]
-            for key, sub in prefixes:
-                if not _is_local(sub):
-                    continue
-                full = sub if osp.isabs(sub) else osp.join(root, sub)
-                if not osp.exists(full):
-                    name = f'data_prefix.{key}' if key else 'data_prefix'
-                    raise FileNotFoundError(
-                        f'{path}.{name}={sub!r}: {full} does not exist; '
-                        f'{DATA_HINT}.')
-
-
 def setup_cpu_distributed(cfg) -> None:
     """Let ``launcher='pytorch'`` (``torchrun``, ``dist_train.sh``) work
     without a GPU. MMEngine 0.10 calls ``torch.cuda.set_device`` when it
@@ -139,9 +84,9 @@ def setup_cpu_distributed(cfg) -> None:
 
 def prepare_config(cfg, splits: Sequence[str] = SPLITS) -> None:
     """What ``tools/train.py`` / ``tools/test.py`` run before
-    ``Runner.from_cfg(cfg)``: check registered types and the data paths of
-    ``splits`` (``('test',)`` for testing), then set up CPU distributed
+    ``Runner.from_cfg(cfg)``: check registered types and the datasets of
+    ``splits`` (:func:`pvt_mm.datasets.check_dataset_layout`) (``('test',)`` for testing), then set up CPU distributed
     training if asked for."""
     check_registered_types(cfg)
-    check_data_paths(cfg, splits)
+    check_dataset_layout(cfg, splits)
     setup_cpu_distributed(cfg)

@@ -45,8 +45,13 @@ class QuickGELU(nn.Module):
 
 
 def build_act(act_cfg: dict) -> nn.Module:
-    """Build an activation from ``act_cfg`` (``GELU``, ``ReLU``, ``QuickGELU``...)."""
-    return MODELS.build(dict(act_cfg))
+    """Build an activation from ``act_cfg`` (``GELU``, ``ReLU``, ``QuickGELU``...).
+
+    Built in the ``pvt_mm`` scope whatever scope a runner set (mmdet, mmseg,
+    mmpretrain cannot see ``QuickGELU``); mmcv's activations are found in the
+    parent registry."""
+    with MODELS.switch_scope_and_registry('pvt_mm') as registry:
+        return registry.build(dict(act_cfg))
 
 
 class PatchEmbed(BaseModule):

@@ -1,0 +1,6 @@
+# Mask R-CNN 3x multi-scale: the 1x model and data with recipe_3x_ms.py.
+_base_ = ['mask_rcnn_1x.py', 'recipe_3x_ms.py']
+train_dataloader = dict(dataset=dict(pipeline=_base_.ms_crop_mask_pipeline))
+train_cfg = _base_.ms3x_train_cfg
+param_scheduler = _base_.ms3x_param_scheduler
+optim_wrapper = _base_.ms3x_optim_wrapper

@@ -1,0 +1,4 @@
+# CvT-W24 on ImageNet-1k, 300 epochs (DeiT-style recipe).
+_base_ = ['_base_/cls/in1k_deit_300e.py', '_base_/models/cvt_w24.py']
+model = dict(backbone=_base_.cls_backbone,
+             head=dict(in_channels=_base_.backbone_channels[-1]))

@@ -1,0 +1,4 @@
+# PVT-Medium on ImageNet-1k, 300 epochs (DeiT-style recipe).
+_base_ = ['_base_/cls/in1k_deit_300e.py', '_base_/models/pvt_v1_medium.py']
+model = dict(backbone=_base_.cls_backbone,
+             head=dict(in_channels=_base_.backbone_channels[-1]))

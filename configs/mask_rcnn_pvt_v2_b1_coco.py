@@ -1,0 +1,4 @@
+# Mask R-CNN + PVTv2-B1, COCO, 1x.
+_base_ = ['_base_/det/mask_rcnn_1x.py', '_base_/models/pvt_v2_b1.py']
+model = dict(backbone=dict(_delete_=True, **_base_.backbone),
+             neck=dict(in_channels=_base_.backbone_channels))

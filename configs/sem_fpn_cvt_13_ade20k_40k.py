@@ -1,0 +1,4 @@
+# Semantic FPN + CvT-13, ADE20K, 40k iterations.
+_base_ = ['_base_/seg/sem_fpn_40k.py', '_base_/models/cvt_13.py']
+model = dict(backbone=dict(_delete_=True, **_base_.backbone),
+             neck=dict(in_channels=_base_.backbone_channels))

@@ -1,0 +1,96 @@
+"""Published results for the configs in configs/, as data for
+``tools/paper_table.py`` and docs/model_zoo.md.
+
+``PAPER_RESULTS[config_stem]`` maps metric names - as MMDetection /
+MMSegmentation / MMPretrain report them, without the ``coco/`` or
+``accuracy/`` prefix - to the published value (in %), plus ``source``.
+Configs without a published result (e.g. CvT with detection heads; the CvT
+paper reports ImageNet only) are absent.
+"""
+V2_DET = ('PVTv2 official detection README, '
+          'https://github.com/whai362/PVT/blob/v2/detection/README.md')
+V1_DET = V2_DET + ' (PVTv1 table)'
+V1_SEG = ('PVT official segmentation README (mIoU "paper" column), '
+          'https://github.com/whai362/PVT/blob/v2/segmentation/README.md')
+V2_SEG = 'PVTv2 paper, arXiv:2106.13797, Table 4 (Semantic FPN, ADE20K val)'
+CLS = ('PVT official classification README, '
+       'https://github.com/whai362/PVT/blob/v2/classification/README.md')
+CVT = 'CvT paper, arXiv:2103.15808, Table 3'
+
+
+def _box(ap, source):
+    return dict(bbox_mAP=ap, source=source)
+
+
+def _mask(box_ap, mask_ap, source):
+    return dict(bbox_mAP=box_ap, segm_mAP=mask_ap, source=source)
+
+
+PAPER_RESULTS = {
+    # RetinaNet 1x (COCO val2017 box AP)
+    'retinanet_pvt_v1_tiny_coco': _box(36.7, V1_DET),
+    'retinanet_pvt_v1_small_coco': _box(40.4, V1_DET),
+    'retinanet_pvt_v1_medium_coco': _box(41.9, V1_DET),
+    'retinanet_pvt_v1_large_coco': _box(42.6, V1_DET),
+    'retinanet_pvt_v2_b0_coco': _box(37.2, V2_DET),
+    'retinanet_pvt_v2_b1_coco': _box(41.2, V2_DET),
+    'retinanet_pvt_v2_b2_coco': _box(44.6, V2_DET),
+    'retinanet_pvt_v2_b2_li_coco': _box(43.6, V2_DET),
+    'retinanet_pvt_v2_b3_coco': _box(45.9, V2_DET),
+    'retinanet_pvt_v2_b4_coco': _box(46.1, V2_DET),
+    'retinanet_pvt_v2_b5_coco': _box(46.2, V2_DET),
+    # Mask R-CNN 1x (box AP, mask AP)
+    'mask_rcnn_pvt_v1_tiny_coco': _mask(36.7, 35.1, V1_DET),
+    'mask_rcnn_pvt_v1_small_coco': _mask(40.4, 37.8, V1_DET),
+    'mask_rcnn_pvt_v1_medium_coco': _mask(42.0, 39.0, V1_DET),
+    'mask_rcnn_pvt_v1_large_coco': _mask(42.9, 39.5, V1_DET),
+    'mask_rcnn_pvt_v2_b0_coco': _mask(38.2, 36.2, V2_DET),
+    'mask_rcnn_pvt_v2_b1_coco': _mask(41.8, 38.8, V2_DET),
+    'mask_rcnn_pvt_v2_b2_coco': _mask(45.3, 41.2, V2_DET),
+    'mask_rcnn_pvt_v2_b2_li_coco': _mask(44.1, 40.5, V2_DET),
+    'mask_rcnn_pvt_v2_b3_coco': _mask(47.0, 42.5, V2_DET),
+    'mask_rcnn_pvt_v2_b4_coco': _mask(47.5, 42.7, V2_DET),
+    'mask_rcnn_pvt_v2_b5_coco': _mask(47.4, 42.5, V2_DET),
+    # Mask R-CNN / GFL 3x multi-scale
+    'mask_rcnn_pvt_v2_b0_coco_3x_ms': _mask(41.6, 38.2, V2_DET),
+    'mask_rcnn_pvt_v2_b2_coco_3x_ms': _mask(47.8, 43.1, V2_DET),
+    'gfl_pvt_v2_b2_coco_3x_ms': _box(50.2, V2_DET),
+    'gfl_pvt_v2_b2_li_coco_3x_ms': _box(49.2, V2_DET),
+    # Semantic FPN, ADE20K val, 40k iterations (mIoU)
+    'sem_fpn_pvt_v1_tiny_ade20k_40k': dict(mIoU=35.7, source=V1_SEG),
+    'sem_fpn_pvt_v1_small_ade20k_40k': dict(mIoU=39.8, source=V1_SEG),
+    'sem_fpn_pvt_v1_medium_ade20k_40k': dict(mIoU=41.6, source=V1_SEG),
+    'sem_fpn_pvt_v1_large_ade20k_40k': dict(mIoU=42.1, source=V1_SEG),
+    'sem_fpn_pvt_v2_b0_ade20k_40k': dict(mIoU=37.2, source=V2_SEG),
+    'sem_fpn_pvt_v2_b1_ade20k_40k': dict(mIoU=42.5, source=V2_SEG),
+    'sem_fpn_pvt_v2_b2_ade20k_40k': dict(mIoU=45.2, source=V2_SEG),
+    'sem_fpn_pvt_v2_b3_ade20k_40k': dict(mIoU=47.3, source=V2_SEG),
+    'sem_fpn_pvt_v2_b4_ade20k_40k': dict(mIoU=47.9, source=V2_SEG),
+    'sem_fpn_pvt_v2_b5_ade20k_40k': dict(mIoU=48.7, source=V2_SEG),
+    # ImageNet-1k top-1 (224x224)
+    'cls_pvt_v1_tiny_in1k': dict(top1=75.1, source=CLS),
+    'cls_pvt_v1_small_in1k': dict(top1=79.8, source=CLS),
+    'cls_pvt_v1_medium_in1k': dict(top1=81.2, source=CLS),
+    'cls_pvt_v1_large_in1k': dict(top1=81.7, source=CLS),
+    'cls_pvt_v2_b0_in1k': dict(top1=70.5, source=CLS),
+    'cls_pvt_v2_b1_in1k': dict(top1=78.7, source=CLS),
+    'cls_pvt_v2_b2_in1k': dict(top1=82.0, source=CLS),
+    'cls_pvt_v2_b2_li_in1k': dict(top1=82.1, source=CLS),
+    'cls_pvt_v2_b3_in1k': dict(top1=83.1, source=CLS),
+    'cls_pvt_v2_b4_in1k': dict(top1=83.6, source=CLS),
+    'cls_pvt_v2_b5_in1k': dict(top1=83.8, source=CLS),
+    'cls_cvt_13_in1k': dict(top1=81.6, source=CVT),
+    'cls_cvt_21_in1k': dict(top1=82.5, source=CVT),
+    'cls_cvt_w24_in1k': dict(
+        top1=87.7, source=CVT + ' (ImageNet-22k pre-training, 384x384 '
+        'fine-tuning: not this config\'s from-scratch recipe)'),
+}
+
+#: How test.py's metric keys map to the names above, and their scale.
+#: COCO and MMPretrain report fractions / percent; MMSegmentation percent.
+METRIC_KEYS = {
+    'bbox_mAP': (('coco/bbox_mAP', 'bbox_mAP'), 100.0),
+    'segm_mAP': (('coco/segm_mAP', 'segm_mAP'), 100.0),
+    'mIoU': (('mIoU', ), 1.0),
+    'top1': (('accuracy/top1', ), 1.0),
+}

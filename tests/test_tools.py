@@ -1,0 +1,228 @@
+"""tools/: data-root override, dataset checks before any model is built,
+argument errors, launcher scripts and the paper table (no training here;
+see test_e2e.py)."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import types
+
+import pytest
+
+from conftest import REPO_ROOT
+
+TOOLS = osp.join(REPO_ROOT, 'tools')
+sys.path.insert(0, TOOLS)
+
+import common  # noqa: E402
+import make_demo_data  # noqa: E402
+import paper_table  # noqa: E402
+from pvt_mm.datasets import (DatasetLayoutError,  # noqa: E402
+                             check_dataset_layout)
+
+RETINANET = osp.join(REPO_ROOT, 'configs', 'retinanet_pvt_v2_b2_coco.py')
+
+
+def cli(**kw):
+    args = dict(work_dir=None, cfg_options={}, launcher='none', local_rank=0)
+    args.update(kw)
+    return types.SimpleNamespace(**args)
+
+
+@pytest.fixture(scope='module')
+def demo_root(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('demo'))
+    return make_demo_data.make_demo_data(out, num_train=6, num_val=3)
+
+
+def test_data_root_option_moves_every_dataset_path(tmp_path):
+    root = str(tmp_path / 'coco')
+    cfg = common.load_config(RETINANET, cli(cfg_options={'data_root': root}))
+    assert cfg.data_root == root + '/'
+    for split in ('train', 'val', 'test'):
+        assert cfg[f'{split}_dataloader'].dataset.data_root == root + '/'
+    assert cfg.val_evaluator.ann_file == \
+        root + '/annotations/instances_val2017.json'
+    assert cfg.work_dir == './work_dirs/retinanet_pvt_v2_b2_coco'
+
+
+def test_missing_dataset_names_path_and_layout(tmp_path):
+    cfg = common.load_config(RETINANET, cli(
+        cfg_options={'data_root': str(tmp_path)}))
+    with pytest.raises(DatasetLayoutError) as e:
+        check_dataset_layout(cfg, ['train'])
+    msg = str(e.value)
+    assert 'annotations/instances_train2017.json does not exist' in msg
+    assert 'Expected layout' in msg and 'train2017/*.jpg' in msg
+    assert '--cfg-options data_root=' in msg
+
+
+def test_malformed_coco_json(demo_root):
+    cfg = common.load_config(
+        osp.join(REPO_ROOT, 'configs', 'demo', 'retinanet_pvt_v2_b0_demo.py'),
+        cli(cfg_options={'data_root': osp.join(demo_root, 'coco')}))
+    check_dataset_layout(cfg, ['train', 'val', 'test'])  # the good copy
+    ann = osp.join(demo_root, 'coco', 'annotations', 'instances_train.json')
+    good = open(ann).read()
+    try:
+        with open(ann, 'w') as f:
+            f.write(good[:len(good) // 2])  # truncated
+        with pytest.raises(DatasetLayoutError, match='not valid JSON'):
+            check_dataset_layout(cfg, ['train'])
+        with open(ann, 'w') as f:
+            json.dump({'images': [{'id': 1}]}, f)
+        with pytest.raises(DatasetLayoutError,
+                           match='no annotations / categories list'):
+            check_dataset_layout(cfg, ['train'])
+    finally:
+        with open(ann, 'w') as f:
+            f.write(good)
+
+
+def _empty(folder):
+    import shutil
+    for name in os.listdir(folder):
+        shutil.rmtree(osp.join(folder, name)) if osp.isdir(
+            osp.join(folder, name)) else os.remove(osp.join(folder, name))
+
+
+def _flatten(folder):
+    """Images straight in the split folder, no class sub-folders."""
+    import shutil
+    for cls in os.listdir(folder):
+        for img in os.listdir(osp.join(folder, cls)):
+            os.rename(osp.join(folder, cls, img), osp.join(folder, img))
+        shutil.rmtree(osp.join(folder, cls))
+
+
+@pytest.mark.parametrize('config,broken,mutate,message', [
+    ('sem_fpn_pvt_v2_b0_demo.py', 'ade/annotations/validation', _empty,
+     'annotations/validation is empty'),
+    ('cls_pvt_v2_b0_demo.py', 'imagenet/val', _flatten,
+     'imagenet/val has no class sub-folders'),
+])
+def test_empty_segmentation_or_class_folders(demo_root, tmp_path, config,
+                                             broken, mutate, message):
+    import shutil
+    root = str(tmp_path / 'copy')
+    shutil.copytree(demo_root, root)
+    mutate(osp.join(root, broken))
+    sub = broken.split('/')[0]
+    cfg = common.load_config(
+        osp.join(REPO_ROOT, 'configs', 'demo', config),
+        cli(cfg_options={'data_root': osp.join(root, sub)}))
+    check_dataset_layout(cfg, ['train'])
+    with pytest.raises(DatasetLayoutError, match=message):
+        check_dataset_layout(cfg, ['val'])
+
+
+def test_train_cli_fails_before_building_a_model(tmp_path):
+    res = subprocess.run(
+        [sys.executable, osp.join(TOOLS, 'train.py'), RETINANET,
+         '--work-dir', str(tmp_path / 'wd'),
+         '--cfg-options', f'data_root={tmp_path}/nowhere/'],
+        capture_output=True, text=True, cwd=str(tmp_path))
+    assert res.returncode != 0
+    assert 'DatasetLayoutError' in res.stderr
+    assert f'{tmp_path}/nowhere/' in res.stderr
+    assert 'Expected layout' in res.stderr
+    assert 'Checkpoints will be saved' not in res.stdout + res.stderr
+
+
+def test_cli_argument_errors(tmp_path):
+    import test as test_tool
+    import train as train_tool
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        common.load_config(str(tmp_path / 'nope.py'), cli())
+    cfg = common.load_config(RETINANET, cli())
+    args = train_tool.parse_args([RETINANET, '--amp'])
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+            train_tool.apply_train_args(cfg, args)
+    with pytest.raises(SystemExit, match='no such checkpoint'):
+        train_tool.apply_train_args(cfg, train_tool.parse_args(
+            [RETINANET, '--resume', str(tmp_path / 'missing.pth')]))
+    train_tool.apply_train_args(cfg, train_tool.parse_args(
+        [RETINANET, '--resume', '--auto-scale-lr']))
+    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.auto_scale_lr.enable is True
+    with pytest.raises(SystemExit, match='does not exist'):
+        test_tool.main([RETINANET, str(tmp_path / 'missing.pth')])
+    cfg.default_scope = 'mmocr'
+    with pytest.raises(ValueError, match='default_scope'):
+        common.init_scope(cfg)
+
+
+def test_slurm_scripts_compose_srun(tmp_path):
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    (fake / 'srun').write_text('#!/bin/sh\necho "$@"\n')
+    (fake / 'srun').chmod(0o755)
+    env = dict(os.environ, PATH=f'{fake}:{os.environ["PATH"]}', GPUS='4')
+    res = subprocess.run(
+        ['bash', osp.join(TOOLS, 'slurm_train.sh'), 'gpu', 'job1', 'cfg.py',
+         'wd', '--amp'], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.split()
+    for arg in ('-p', 'gpu', '--job-name=job1', '--ntasks=4',
+                '--ntasks-per-node=4', '--gres=gpu:4', 'cfg.py',
+                '--work-dir=wd', '--launcher=slurm', '--amp'):
+        assert arg in out, (arg, out)
+    assert osp.join(TOOLS, 'train.py') in out
+    res = subprocess.run(
+        ['bash', osp.join(TOOLS, 'slurm_test.sh'), 'gpu', 'job2', 'cfg.py',
+         'ckpt.pth'], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert 'ckpt.pth --launcher=slurm' in res.stdout
+    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh'):
+        res = subprocess.run(['bash', osp.join(TOOLS, script)],
+                             capture_output=True, text=True)
+        assert res.returncode == 2 and 'usage:' in res.stderr
+
+
+def test_paper_table(tmp_path, capsys):
+    metrics = tmp_path / 'metrics.json'
+    metrics.write_text(json.dumps(dict(
+        config='configs/mask_rcnn_pvt_v2_b2_coco.py', checkpoint='x.pth',
+        metrics={'coco/bbox_mAP': 0.431, 'coco/segm_mAP': 0.40})))
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps(dict(config='configs/retinanet_cvt_13_coco.py',
+                                     checkpoint='y', metrics={})))
+    rows = paper_table.main([str(metrics), str(other), '--markdown'])
+    box, mask, cvt = rows
+    assert box[1:5] == ('bbox_mAP', pytest.approx(43.1), 45.3,
+                        pytest.approx(-2.2))
+    assert mask[1:5] == ('segm_mAP', pytest.approx(40.0), 41.2,
+                         pytest.approx(-1.2))
+    assert 'whai362/PVT' in box[5]
+    assert cvt[5] == 'no published result for this config'
+    out = capsys.readouterr().out
+    assert ('| mask_rcnn_pvt_v2_b2_coco | bbox_mAP | 43.1 | 45.3 | -2.2 |'
+            in out)
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{}')
+    with pytest.raises(SystemExit, match='not a tools/test.py metrics file'):
+        paper_table.main([str(bad)])
+
+
+def test_paper_results_name_real_configs():
+    from pvt_mm.paper_results import METRIC_KEYS, PAPER_RESULTS
+    for name, entry in PAPER_RESULTS.items():
+        assert osp.isfile(osp.join(REPO_ROOT, 'configs', name + '.py')), name
+        assert entry['source']
+        assert set(entry) - {'source'} <= set(METRIC_KEYS), name
+
+
+def test_demo_data_is_deterministic(tmp_path):
+    a = make_demo_data.make_demo_data(str(tmp_path / 'a'), 4, 2)
+    b = make_demo_data.make_demo_data(str(tmp_path / 'b'), 4, 2)
+    ann = 'coco/annotations/instances_train.json'
+    ja, jb = (json.load(open(osp.join(d, ann))) for d in (a, b))
+    assert ja == jb
+    assert {c['name'] for c in ja['categories']} == set(make_demo_data.CLASSES)
+    for item in ja['annotations']:
+        x, y, w, h = item['bbox']
+        assert w > 0 and h > 0 and 0 < item['area'] <= w * h + 2 * (w + h)
+    assert make_demo_data.demo_data_ready(a)

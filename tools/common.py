@@ -1,0 +1,88 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: the common command
+line, loading a config with ``--cfg-options`` (``data_root=...`` moves every
+dataset path), the downstream library's registry scope, checks that run
+before any model is built, and building MMEngine's runner."""
+import argparse
+import importlib
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+#: ``default_scope`` of the downstream bases -> the module whose
+#: ``register_all_modules`` registers that library's modules.
+SCOPES = {'mmdet': 'mmdet.utils', 'mmseg': 'mmseg.utils',
+          'mmpretrain': 'mmpretrain.utils'}
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='where logs, checkpoints and '
+                        'metrics go (default: ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, default={},
+        help='override config settings, e.g. data_root=/data/coco/ '
+        'train_dataloader.batch_size=4 model.backbone.init_cfg=None')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        help='job launcher (dist_*.sh use pytorch, '
+                        'slurm_*.sh use slurm)')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(path: str, args) -> Config:
+    """Parse ``path``, apply ``--cfg-options`` and ``--work-dir``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config {path!r} does not exist (configs '
+                                f'live in configs/, e.g. '
+                                f'configs/retinanet_pvt_v2_b2_coco.py)')
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(path)
+    old_root = cfg.get('data_root')
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+        new_root = args.cfg_options.get('data_root')
+        if isinstance(old_root, str) and isinstance(new_root, str):
+            from pvt_mm.datasets import retarget_data_root
+            retarget_data_root(cfg, old_root, new_root)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    cfg.launcher = args.launcher
+    return cfg
+
+
+def init_scope(cfg) -> str:
+    """Register the modules of the library the config's bases belong to
+    (``default_scope``: mmdet, mmseg or mmpretrain)."""
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise ValueError(
+            f'default_scope={scope!r}: tools/train.py and tools/test.py run '
+            f'configs built on MMDetection, MMSegmentation or MMPretrain '
+            f'bases, whose default_runtime sets default_scope to one of '
+            f'{", ".join(SCOPES)}; inherit one of them or set default_scope')
+    importlib.import_module(SCOPES[scope]).register_all_modules(
+        init_default_scope=False)
+    return scope
+
+
+def prepare(cfg, splits) -> None:
+    """Every check that must pass before a model is built: datasets of
+    ``splits`` in place and in their layout, then pvt_mm.engine's checks
+    (registered types, data paths) and CPU distributed set-up. Importing
+    pvt_mm.engine also makes MMEngine checkpoints load under torch's
+    ``weights_only=True`` default."""
+    from pvt_mm.engine import prepare_config
+    init_scope(cfg)
+    prepare_config(cfg, splits)
+
+
+def build_runner(cfg):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

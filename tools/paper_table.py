@@ -1,0 +1,79 @@
+"""Print the metrics a ``tools/test.py`` run wrote beside the paper's.
+
+    python tools/paper_table.py work_dirs/retinanet_pvt_v2_b2_coco/metrics.json
+    python tools/paper_table.py work_dirs/*/metrics.json --markdown
+
+Each metrics.json names its config; the paper numbers for that config come
+from pvt_mm/paper_results.py (each with its source).
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+from pvt_mm.paper_results import METRIC_KEYS, PAPER_RESULTS
+
+
+def rows_for(metrics_file: str):
+    """(config, metric, ours, paper, delta, source) rows of one run."""
+    with open(metrics_file) as f:
+        run = json.load(f)
+    if 'config' not in run or 'metrics' not in run:
+        raise SystemExit(f'{metrics_file}: not a tools/test.py metrics file '
+                         f'(needs "config" and "metrics")')
+    name = osp.splitext(osp.basename(run['config']))[0]
+    paper = PAPER_RESULTS.get(name)
+    if paper is None:
+        return [(name, '-', None, None, None,
+                 'no published result for this config')]
+    rows = []
+    for metric, published in paper.items():
+        if metric == 'source':
+            continue
+        keys, scale = METRIC_KEYS[metric]
+        ours = next((run['metrics'][k] * scale for k in keys
+                     if k in run['metrics']), None)
+        delta = None if ours is None else ours - published
+        rows.append((name, metric, ours, published, delta, paper['source']))
+    return rows
+
+
+def fmt(value, signed=False):
+    if value is None:
+        return 'n/a'
+    return f'{value:+.1f}' if signed else f'{value:.1f}'
+
+
+def render(rows, markdown: bool) -> str:
+    header = ('config', 'metric', 'ours', 'paper', 'delta', 'source')
+    table = [header] + [(c, m, fmt(o), fmt(p), fmt(d, True), s)
+                        for c, m, o, p, d, s in rows]
+    if markdown:
+        lines = ['| ' + ' | '.join(r) + ' |' for r in table]
+        lines.insert(1, '|' + '---|' * len(header))
+        return '\n'.join(lines)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    return '\n'.join('  '.join(cell.ljust(w) for cell, w in
+                               zip(r[:-1], widths)) + '  ' + r[-1]
+                     for r in table)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('metrics', nargs='+',
+                        help='metrics.json files written by tools/test.py')
+    parser.add_argument('--markdown', action='store_true',
+                        help='print a Markdown table')
+    args = parser.parse_args(argv)
+    rows = []
+    for path in args.metrics:
+        if not osp.isfile(path):
+            raise SystemExit(f'{path}: no such file (tools/test.py writes '
+                             f'<work dir>/metrics.json)')
+        rows += rows_for(path)
+    print(render(rows, args.markdown))
+    return rows
+
+
+if __name__ == '__main__':
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,72 @@
+"""Evaluate a checkpoint of a pvt_mm config on its test set.
+
+    python tools/test.py configs/retinanet_pvt_v2_b2_coco.py CKPT.pth
+    python tools/test.py CONFIG CKPT --cfg-options data_root=/data/coco/
+    bash tools/dist_test.sh CONFIG CKPT 8
+
+Prints the metrics and writes them, with the config and checkpoint, to
+``<work dir>/metrics.json`` (``--metrics-out`` to change), which
+``tools/paper_table.py`` compares with the paper.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+from common import add_common_args, build_runner, load_config, prepare
+
+#: Training-only settings; MMEngine builds a test-only runner without them.
+TRAIN_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper',
+              'param_scheduler', 'val_dataloader', 'val_cfg', 'val_evaluator')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test a pvt_mm config\'s checkpoint with MMEngine.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--metrics-out', help='JSON file for the metrics '
+                        '(default: <work dir>/metrics.json)')
+    parser.add_argument('--out', help='also dump the raw predictions to '
+                        'this .pkl file')
+    add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def write_metrics(path: str, config: str, checkpoint: str, metrics) -> None:
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(dict(config=config, checkpoint=checkpoint,
+                       metrics={k: float(v) for k, v in metrics.items()}),
+                  f, indent=2)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
+    cfg = load_config(args.config, args)
+    for key in TRAIN_KEYS:
+        cfg[key] = None
+    cfg.load_from = args.checkpoint
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise SystemExit('--out must be a .pkl or .pickle file')
+        dump = dict(type='DumpResults', out_file_path=args.out)
+        evaluator = cfg.test_evaluator
+        cfg.test_evaluator = (list(evaluator) if isinstance(evaluator, list)
+                              else [evaluator]) + [dump]
+    prepare(cfg, splits=('test', ))
+    runner = build_runner(cfg)
+    metrics = runner.test()
+    if not metrics:
+        print('WARNING: the evaluator returned no metrics (for detection: '
+              'no box scored above model.test_cfg.score_thr)')
+    if runner.rank == 0:
+        out = args.metrics_out or osp.join(cfg.work_dir, 'metrics.json')
+        write_metrics(out, args.config, args.checkpoint, metrics)
+        print(f'metrics written to {out}')
+
+
+if __name__ == '__main__':
+    main()

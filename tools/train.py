@@ -1,0 +1,68 @@
+"""Train a detector, segmentor or classifier from a pvt_mm config.
+
+    python tools/train.py configs/retinanet_pvt_v2_b2_coco.py
+    python tools/train.py CONFIG --cfg-options data_root=/data/coco/
+    python tools/train.py CONFIG --resume            # latest in the work dir
+    python tools/train.py CONFIG --resume CKPT.pth   # a given checkpoint
+    bash tools/dist_train.sh CONFIG 8                # 8 processes (torchrun)
+
+Works for MMDetection, MMSegmentation and MMPretrain configs alike: the
+config's ``default_scope`` picks the library. Datasets are checked before
+any model is built (see pvt_mm/datasets/layout.py).
+"""
+import argparse
+import os.path as osp
+
+from common import add_common_args, build_runner, load_config, prepare
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Train a pvt_mm config with MMEngine.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--resume', nargs='?', const='auto', metavar='CHECKPOINT',
+        help='resume: without a value from the latest checkpoint in the work '
+        'dir, or from the given checkpoint file')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision (needs a GPU)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by (GPUs x batch per GPU) / '
+                        'auto_scale_lr.base_batch_size')
+    add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def apply_train_args(cfg, args) -> None:
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp needs a CUDA GPU (MMEngine\'s '
+                             'AmpOptimWrapper); none is available here. Drop '
+                             '--amp to train in fp32.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise SystemExit('--auto-scale-lr: the config has no '
+                             'auto_scale_lr.base_batch_size')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        if not osp.isfile(args.resume):
+            raise SystemExit(f'--resume {args.resume}: no such checkpoint')
+        cfg.resume, cfg.load_from = True, args.resume
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args)
+    apply_train_args(cfg, args)
+    prepare(cfg, splits=('train', 'val'))
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
