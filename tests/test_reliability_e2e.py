@@ -143,6 +143,10 @@ torch.distributed.all_gather(gathered, params)
 assert torch.equal(gathered[0], gathered[1]), 'ranks diverged'
 if get_rank() == 0:
     print('METRICS', json.dumps({k: float(v) for k, v in metrics.items()}))
+# Leave the group cleanly: a gloo group still alive at interpreter exit can
+# abort the process ('terminate called without an active exception').
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()
 '''
 
 

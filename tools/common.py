@@ -86,3 +86,12 @@ def build_runner(cfg):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def finish() -> None:
+    """Leave a distributed run cleanly: a gloo/nccl group still alive at
+    interpreter exit can abort the process after the work is done."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -13,7 +13,8 @@ import json
 import os
 import os.path as osp
 
-from common import add_common_args, build_runner, load_config, prepare
+from common import (add_common_args, build_runner, finish, load_config,
+                    prepare)
 
 #: Training-only settings; MMEngine builds a test-only runner without them.
 TRAIN_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper',
@@ -66,6 +67,7 @@ def main(argv=None):
         out = args.metrics_out or osp.join(cfg.work_dir, 'metrics.json')
         write_metrics(out, args.config, args.checkpoint, metrics)
         print(f'metrics written to {out}')
+    finish()
 
 
 if __name__ == '__main__':

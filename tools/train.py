@@ -13,7 +13,8 @@ any model is built (see pvt_mm/datasets/layout.py).
 import argparse
 import os.path as osp
 
-from common import add_common_args, build_runner, load_config, prepare
+from common import (add_common_args, build_runner, finish, load_config,
+                    prepare)
 
 
 def parse_args(argv=None):
@@ -62,6 +63,7 @@ def main(argv=None):
     prepare(cfg, splits=('train', 'val'))
     runner = build_runner(cfg)
     runner.train()
+    finish()
 
 
 if __name__ == '__main__':
