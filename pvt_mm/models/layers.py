@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.onnx.operators
 import torch.utils.checkpoint
+from torch.utils.checkpoint import checkpoint as _checkpoint
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
@@ -118,6 +119,46 @@ def traceable_adaptive_avg_pool2d(x: torch.Tensor, out: int) -> torch.Tensor:
             @ _pool_matrix(hw[3], out, x).transpose(0, 1))
 
 
+def _query_splits(q: torch.Tensor) -> int:
+    """How many groups :func:`attention` splits the queries into (1: none)."""
+    if (not (torch.is_grad_enabled() and q.requires_grad)
+            or q.device.type != 'cpu' or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()):
+        return 1
+    B, H, N = q.shape[:3]
+    threads = torch.get_num_threads()
+    for splits in range(-(-threads // (B * H)), 1, -1):
+        if N % splits == 0:
+            return splits
+    return 1
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              dropout_p: float = 0., scale: Optional[float] = None) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` on ``(B, heads, N, d)`` views.
+
+    PyTorch's CPU flash-attention backward runs one (batch, head) pair per
+    thread, so a 1-head stage at batch 1 would train on a single core. When
+    gradients are recorded on CPU with fewer pairs than threads, the queries
+    are split into groups that become extra batch entries (views; k and v
+    are repeated, they are small after spatial reduction / stride-2
+    projection). Every query still attends to all keys: same result.
+    """
+    splits = _query_splits(q)
+    if splits == 1:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p,
+                                              scale=scale)
+    B, H, N, d = q.shape
+
+    def repeat(t: torch.Tensor) -> torch.Tensor:
+        return t.unsqueeze(1).expand(B, splits, *t.shape[1:]).flatten(0, 1)
+
+    q = q.unflatten(2, (splits, N // splits)).transpose(1, 2).flatten(0, 1)
+    out = F.scaled_dot_product_attention(q, repeat(k), repeat(v),
+                                         dropout_p=dropout_p, scale=scale)
+    return out.unflatten(0, (B, splits)).transpose(1, 2).flatten(2, 3)
+
+
 def _check_heads(dims: int, num_heads: int) -> None:
     if dims % num_heads:
         raise ValueError(f'embedding dims {dims} are not divisible by '
@@ -186,8 +227,7 @@ class SRAttention(BaseModule):
         B, M, _ = kv_in.shape
         k, v = self.kv(kv_in).reshape(B, M, 2, self.num_heads, -1).permute(
             2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        out = attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.)
         return self.proj_drop(self.proj(_merge_heads(out)))
 
 
@@ -252,10 +292,44 @@ class ConvProjAttention(BaseModule):
         q = project(self.conv_proj_q, self.proj_q)
         k = project(self.conv_proj_k, self.proj_k)
         v = project(self.conv_proj_v, self.proj_v)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.,
-            scale=self.scale)
+        out = attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.,
+                        scale=self.scale)
         return self.proj_drop(self.proj(_merge_heads(out)))
+
+
+#: Banded CPU inference in :class:`ConvFFN`: hidden-map bytes per band and
+#: the fewest rows (or tokens) a band may have. Bands of a few MiB are
+#: served from memory the allocator already holds (larger ones are mapped
+#: fresh, and page faults then cost more than the FFN's arithmetic).
+FFN_BAND_BYTES = 4 << 20
+FFN_MIN_BAND = 8
+
+
+def _act_maybe_inplace(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)``, overwriting ``x`` when no gradient is being recorded (a
+    GELU keeps its input for backward, so training uses the copying op)."""
+    if isinstance(act, nn.GELU) and not torch.is_grad_enabled():
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    return act(x)
+
+
+def _recompute_in_backward(fn, *args):
+    """``fn(*args)`` keeping only ``args`` for backward, where ``fn`` is run
+    again (non-reentrant activation checkpointing; it stops recomputing once
+    the tensors backward needs are back, so a final linear is not re-run).
+    Bound at import, apart from the per-block ``with_cp`` checkpoint."""
+    return _checkpoint(fn, *args, use_reentrant=False)
+
+
+def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """``x + branch``, summed into ``branch`` (the fresh output of a linear,
+    dropout or drop-path, none of which keeps its output for backward), so
+    no new full-size tensor is allocated. Addition commutes exactly, so the
+    result is bit-identical; a ``branch`` of another dtype or shape (e.g.
+    bf16 under autocast) uses the out-of-place sum to keep ``x``'s dtype."""
+    if branch.dtype == x.dtype and branch.shape == x.shape:
+        return branch.add_(x)
+    return x + branch
 
 
 class ConvFFN(BaseModule):
@@ -263,6 +337,11 @@ class ConvFFN(BaseModule):
 
     Plain MLP for PVTv1/CvT, with the depthwise conv for PVTv2, and with the
     extra ReLU after fc1 for PVTv2-Li.
+
+    The hidden map is 4-8x wider than the tokens, so it is what costs memory
+    and time at detection sizes. Training stores only fc1's output for
+    backward (the rest is recomputed); CPU inference runs the FFN in bands
+    of rows (see :meth:`_forward_bands`). Neither changes the result.
     """
 
     def __init__(self,
@@ -275,7 +354,7 @@ class ConvFFN(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.fc1 = nn.Linear(dims, hidden_dims)
-        self.relu = nn.ReLU() if extra_relu else None
+        self.relu = nn.ReLU(inplace=True) if extra_relu else None
         self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1,
                                 groups=hidden_dims) if dwconv else None
         self.act = build_act(act_cfg)
@@ -283,16 +362,77 @@ class ConvFFN(BaseModule):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
+        if self.dwconv is not None and num_prefix:
+            raise ValueError('ConvFFN with a depthwise conv cannot take '
+                             'prefix (class) tokens')
+        band = self._band_size(x, hw)
+        if band:
+            return self._forward_bands(x, hw, band)
+        x = self._expand(x)
+        if (torch.is_grad_enabled() and x.requires_grad
+                and not torch.jit.is_tracing()):
+            # Keep only fc1's output for backward and recompute the cheap
+            # dwconv/act in backward: the widest activations of the block
+            # are not stored twice or three times. Bit-identical gradients.
+            return _recompute_in_backward(self._contract, x, hw)
+        return self._contract(x, hw)
+
+    def _expand(self, x: torch.Tensor) -> torch.Tensor:
+        """fc1 [-> ReLU]."""
         x = self.fc1(x)
-        if self.relu is not None:
-            x = self.relu(x)
+        return self.relu(x) if self.relu is not None else x
+
+    def _mix(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        """[dwconv ->] act -> dropout, on the hidden tokens."""
         if self.dwconv is not None:
-            if num_prefix:
-                raise ValueError('ConvFFN with a depthwise conv cannot take '
-                                 'prefix (class) tokens')
             x = nchw_to_tokens(self.dwconv(tokens_to_nchw(x, hw)))
-        x = self.drop(self.act(x))
-        return self.drop(self.fc2(x))
+        return self.drop(_act_maybe_inplace(self.act, x))
+
+    def _contract(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        """[dwconv ->] act -> dropout -> fc2 -> dropout."""
+        return self.drop(self.fc2(self._mix(x, hw)))
+
+    def _band_size(self, x: torch.Tensor, hw: HW) -> int:
+        """Rows (with the dwconv) or tokens per band for banded CPU
+        inference, or 0 to run the whole map at once."""
+        if (torch.is_grad_enabled() or x.device.type != 'cpu'
+                or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            return 0
+        B, N, _ = x.shape
+        unit = hw[1] if self.dwconv is not None else 1  # tokens per row
+        total = hw[0] if self.dwconv is not None else N
+        unit_bytes = B * unit * self.fc1.out_features * x.element_size()
+        size = max(FFN_MIN_BAND, FFN_BAND_BYTES // unit_bytes)
+        return size if size < total else 0
+
+    def _forward_bands(self, x: torch.Tensor, hw: HW, size: int) -> torch.Tensor:
+        """The FFN over bands of ``size`` rows (or tokens), so the 4-8x wider
+        hidden map never exists whole: every band's temporaries come from
+        freed memory instead of fresh pages, and stay in cache. The dwconv
+        sees one extra row on each side of a band, and the rows it computes
+        from zero padding there are dropped, so the result is unchanged."""
+        B, N, C = x.shape
+        out = None
+        if self.dwconv is None:
+            for start in range(0, N, size):
+                y = self._contract(self._expand(x[:, start:start + size]), hw)
+                if out is None:
+                    out = y.new_empty(B, N, y.shape[-1])
+                out[:, start:start + size] = y
+            return out
+        H, W = hw
+        fmap = x.unflatten(1, (H, W))
+        for top in range(0, H, size):
+            bottom = min(top + size, H)
+            lo, hi = max(top - 1, 0), min(bottom + 1, H)
+            hidden = self._mix(self._expand(fmap[:, lo:hi].flatten(1, 2)),
+                               (hi - lo, W))
+            y = self.drop(self.fc2(
+                hidden.unflatten(1, (hi - lo, W))[:, top - lo:bottom - lo]))
+            if out is None:
+                out = y.new_empty(B, H, W, y.shape[-1])
+            out[:, top:bottom] = y
+        return out.flatten(1, 2)
 
 
 class Block(BaseModule):
@@ -313,8 +453,8 @@ class Block(BaseModule):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw, num_prefix))
-        return x + self.drop_path(self.mlp(self.norm2(x), hw, num_prefix))
+        x = _add_residual(x, self.drop_path(self.attn(self.norm1(x), hw, num_prefix)))
+        return _add_residual(x, self.drop_path(self.mlp(self.norm2(x), hw, num_prefix)))
 
 
 class Stage(BaseModule):

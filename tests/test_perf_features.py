@@ -1,0 +1,388 @@
+"""Speed and memory features of the shared layers, and the perf tools.
+
+The layers' fast paths (banded CPU inference of the FFN, in-place residual
+sums, the FFN's recompute-in-backward) must give the results of the plain
+computation; the backbones must compile without graph breaks and run under
+bf16 autocast; tools/get_flops.py must count the fused attention;
+tools/benchmark.py and benchmarks/bench_backbones.py must run.
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pvt_mm import CvT, PVTv1, PVTv2
+from pvt_mm.models import layers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'tools'))
+
+TINY_V2 = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+               mlp_ratios=(4, 4), sr_ratios=(2, 1))
+TINY_CVT = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+                patch_sizes=(7, 3), patch_strides=(4, 2), mlp_ratio=4)
+
+
+def tiny_models():
+    """One small model per FFN / attention flavour (random weights)."""
+    return {
+        'pvtv2': PVTv2(arch=TINY_V2, drop_path_rate=0.),
+        'pvtv2_li': PVTv2(arch=dict(TINY_V2, linear=True), drop_path_rate=0.),
+        'pvtv1': PVTv1(arch=TINY_V2, drop_path_rate=0., pretrain_img_size=64),
+        'cvt_cls': CvT(arch=TINY_CVT, with_cls_token=True, drop_path_rate=0.),
+    }
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        f'tool_{name}', os.path.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def max_diff(a, b):
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+# ------------------------------------------------------- banded inference
+
+@pytest.mark.parametrize('name', ['pvtv2', 'pvtv2_li', 'pvtv1', 'cvt_cls'])
+def test_banded_ffn_matches_whole_map(name, monkeypatch):
+    model = tiny_models()[name].eval()
+    x = torch.randn(2, 3, 72, 88)  # 18x22 stage-1 map: last band is partial
+    with torch.no_grad():
+        monkeypatch.setattr(layers, 'FFN_BAND_BYTES', 1 << 40)
+        whole = model(x)
+        calls = []
+        original = layers.ConvFFN._forward_bands
+        monkeypatch.setattr(layers.ConvFFN, '_forward_bands',
+                            lambda self, *a: calls.append(a[-1]) or original(self, *a))
+        monkeypatch.setattr(layers, 'FFN_BAND_BYTES', 1)
+        monkeypatch.setattr(layers, 'FFN_MIN_BAND', 5)
+        banded = model(x)
+    assert calls and set(calls) == {5}, 'the banded path did not run'
+    assert max_diff(whole, banded) < 1e-5
+
+
+def test_banded_ffn_only_without_autograd():
+    ffn = layers.ConvFFN(8, 32, dwconv=True)
+    x = torch.randn(1, 64 * 64, 8)
+    assert ffn._band_size(x, (64, 64)) == 0  # grad enabled: one pass
+    with torch.no_grad():
+        assert ffn._band_size(x, (64, 64)) == 0  # small map: one pass
+        big = torch.randn(1, 512 * 512, 8)
+        rows = ffn._band_size(big, (512, 512))
+        assert layers.FFN_MIN_BAND <= rows < 512
+        assert rows * 512 * 32 * 4 <= max(layers.FFN_BAND_BYTES,
+                                          layers.FFN_MIN_BAND * 512 * 32 * 4)
+
+
+class CopyRecorder(TorchDispatchMode):
+    """Records the shapes of every copying op's output."""
+    COPIES = ('aten.copy_', 'aten.clone', 'aten._to_copy', 'aten.cat',
+              'aten.contiguous', 'aten.empty_like')
+
+    def __init__(self):
+        super().__init__()
+        self.copies, self.largest = [], {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = str(func.overloadpacket)
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                if name in self.COPIES:
+                    self.copies.append((name, t.numel()))
+                self.largest[name] = max(self.largest.get(name, 0), t.numel())
+        return out
+
+
+def test_inference_makes_no_full_size_copies_or_hidden_maps():
+    """Tokens stay channels-last: no op copies a whole token map (NCHW <->
+    token transposes, non-contiguous q/k/v or LayerNorm inputs, merging
+    heads), and banded CPU inference never materialises the whole hidden
+    map of the FFN."""
+    model = PVTv2(arch='b0').eval()
+    x = torch.randn(1, 3, 512, 512)
+    tokens = 128 * 128 * 32          # stage-1 token map
+    hidden = 128 * 128 * 32 * 8      # stage-1 FFN hidden map
+    rec = CopyRecorder()
+    with torch.no_grad(), rec:
+        model(x)
+    # the only full-size copy allowed is the image's conversion to
+    # channels-last (3 channels: cheaper than converting the conv output)
+    big_copies = [c for c in rec.copies if c[1] >= tokens // 2]
+    assert all(n == x.numel() for _, n in big_copies), big_copies
+    assert max(rec.largest.values()) < hidden // 2
+
+
+def test_residual_sum_is_in_place_and_exact():
+    x = torch.randn(4, 5, 8)
+    branch = torch.randn(4, 5, 8)
+    expected = x + branch
+    out = layers._add_residual(x, branch)
+    assert out.data_ptr() == branch.data_ptr()
+    assert torch.equal(out, expected)
+    low = torch.randn(4, 5, 8).bfloat16()  # bf16 branch under autocast
+    out = layers._add_residual(x, low)
+    assert out.dtype == torch.float32 and torch.equal(out, x + low)
+
+
+# ------------------------------------------------- training memory / grads
+
+@pytest.mark.parametrize('name', ['pvtv2', 'pvtv1', 'cvt_cls'])
+def test_ffn_recompute_gives_identical_gradients(name, monkeypatch):
+    model = tiny_models()[name].train()
+    x = torch.randn(2, 3, 64, 64)
+
+    def grads():
+        model.zero_grad()
+        torch.manual_seed(1)
+        sum(o.square().mean() for o in model(x)).backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    used = []
+    real = layers._recompute_in_backward
+    monkeypatch.setattr(layers, '_recompute_in_backward',
+                        lambda fn, *a: used.append(1) or real(fn, *a))
+    recomputed = grads()
+    assert used, 'the FFN was not checkpointed in training'
+    monkeypatch.setattr(layers, '_recompute_in_backward', lambda fn, *a: fn(*a))
+    stored = grads()
+    assert len(recomputed) == len(stored)
+    assert all(torch.equal(a, b) for a, b in zip(recomputed, stored))
+
+
+def test_ffn_recompute_stores_less():
+    """Saved activations of one training forward: the FFN keeps fc1's
+    output only, so far less than when every intermediate is saved."""
+    model = PVTv2(arch=TINY_V2, drop_path_rate=0.).train()
+    x = torch.randn(1, 3, 128, 128)
+
+    def saved_bytes():
+        total = []
+
+        def pack(t):
+            total.append(t.numel() * t.element_size())
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x)
+        return sum(total)
+
+    with_recompute = saved_bytes()
+    import unittest.mock as mock
+    with mock.patch.object(layers, '_recompute_in_backward',
+                           lambda fn, *a: fn(*a)):
+        without = saved_bytes()
+    assert with_recompute < 0.75 * without
+
+
+def test_attention_splits_queries_for_parallel_backward(monkeypatch):
+    """Training on CPU with one (batch, head) pair: queries are split so the
+    flash-attention backward can use every thread; same values and grads."""
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: 4)
+    q = torch.randn(1, 4096, 1, 32).transpose(1, 2).requires_grad_()
+    k = torch.randn(1, 1, 64, 32, requires_grad=True)
+    v = torch.randn(1, 1, 64, 32, requires_grad=True)
+    assert layers._query_splits(q) == 4
+    with torch.no_grad():
+        assert layers._query_splits(q) == 1  # inference: forward is parallel
+    out = layers.attention(q, k, v, scale=0.3)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    split_grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
+    ref.backward(grad)
+    assert torch.allclose(out, ref, atol=1e-6)
+    for a, t in zip(split_grads, (q, k, v)):
+        assert torch.allclose(a, t.grad, atol=1e-5)
+    assert layers._merge_heads(out).is_contiguous()  # still a view
+
+
+# ------------------------------------------------------ compile / autocast
+
+@pytest.mark.parametrize('train', [False, True])
+def test_compiles_without_graph_breaks(train):
+    for name, model in tiny_models().items():
+        model.train(train)
+        x = torch.randn(1, 3, 64, 64)
+        compiled = torch.compile(model, backend='eager', fullgraph=True)
+        with torch.set_grad_enabled(train):
+            torch.manual_seed(0)
+            expected = model(x)
+            torch.manual_seed(0)
+            out = compiled(x)
+        assert max_diff(expected, out) < 1e-6, name
+        if train:
+            sum(o.mean() for o in out).backward()
+        torch._dynamo.reset()
+
+
+@pytest.mark.parametrize('name', ['pvtv2', 'pvtv2_li', 'pvtv1', 'cvt_cls'])
+def test_bf16_autocast_is_finite_and_close(name):
+    model = tiny_models()[name].eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+    for r, o in zip(ref, low):
+        assert torch.isfinite(o).all()
+        rel = (o.float() - r).norm() / r.norm()
+        assert rel < 0.05, f'{name}: relative error {rel:.3f}'
+
+
+# ------------------------------------------------------------- get_flops
+
+def test_flops_of_pvt_v2_b2_match_the_paper():
+    get_flops = load_tool('get_flops')
+    model = PVTv2(arch='b2', out_type='avg_featmap', out_indices=(3, )).eval()
+    macs = get_flops.count_macs(model, torch.zeros(1, 3, 224, 224))
+    head = 512 * 1000  # the paper's number includes the classifier
+    assert abs(macs + head - 4.0e9) / 4.0e9 < 0.03, macs
+
+
+def attention_macs(model, side):
+    """q@k^T + attn@v of every SR block: 2 * N * M * C."""
+    total, size = 0, side
+    for stage in model.stages:
+        size = stage.patch_embed.out_size(size)
+        for block in stage.blocks:
+            sr = block.attn.sr.stride[0] if block.attn.sr is not None else 1
+            n, m = size * size, (size // sr) ** 2
+            total += 2 * n * m * stage.patch_embed.proj.out_channels
+    return total
+
+
+def test_flops_count_the_attention_term():
+    get_flops = load_tool('get_flops')
+    model = PVTv2(arch='b0').eval()
+    counts = {}
+    for side in (224, 448):
+        with torch.no_grad():
+            analyzer = get_flops.flop_analyzer(model, (torch.zeros(1, 3, side, side), ))
+            counts[side] = (analyzer.total(), analyzer.by_operator())
+        assert counts[side][1]['scaled_dot_product_attention'] == \
+            attention_macs(model, side)
+    (small, ops_s), (large, ops_l) = counts[224], counts[448]
+    attn_s = ops_s['scaled_dot_product_attention']
+    attn_l = ops_l['scaled_dot_product_attention']
+    assert attn_l == 16 * attn_s  # quadratic: N and M both grow 4x
+    rest_ratio = (large - attn_l) / (small - attn_s)
+    assert 3.9 < rest_ratio < 4.1  # everything else is linear in pixels
+
+
+# ------------------------------------------------------------- the tools
+
+CLS_CONFIG = """
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['pvt_mm'], allow_failed_imports=False)
+model = dict(
+    type='ImageClassifier',
+    data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10,
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], to_rgb=True),
+    backbone=dict(type='pvt_mm.PVTv2', arch='b0', out_type='avg_featmap',
+                  out_indices=(3, )),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=256,
+              loss=dict(type='CrossEntropyLoss')))
+"""
+
+
+@pytest.fixture
+def cls_config(tmp_path):
+    path = tmp_path / 'cls_pvt_v2_b0_tiny.py'
+    path.write_text(CLS_CONFIG)
+    return str(path)
+
+
+def test_get_flops_cli(cls_config, capsys):
+    assert load_tool('get_flops').main([cls_config, '--shape', '64']) == 0
+    out = capsys.readouterr().out
+    assert 'Params: 3.' in out and 'fused attention' in out
+    assert load_tool('get_flops').main(
+        [cls_config, '--shape', '64', '--backbone-only']) == 0
+    assert 'backbone of' in capsys.readouterr().out
+
+
+def test_benchmark_tool(cls_config, tmp_path, capsys):
+    out_json = tmp_path / 'bench.json'
+    bench = load_tool('benchmark')
+    assert bench.main([cls_config, '--shape', '64', '--shape', '96',
+                       '--warmup', '1', '--repeats', '2',
+                       '--json', str(out_json)]) == 0
+    results = json.loads(out_json.read_text())['results']
+    assert [r['shape'] for r in results] == [[64, 64], [96, 96]]
+    for r in results:
+        assert r['latency_ms'] > 0 and r['fps'] > 0 and r['peak_mib'] > 0
+    assert '| 96x96 |' in capsys.readouterr().out
+    assert bench.main([cls_config, '--backbone-only', '--shape', '64',
+                       '--repeats', '1', '--warmup', '0']) == 0
+    with pytest.raises(SystemExit):
+        bench.main([cls_config, '--shape', '64', '64', '64'])
+
+
+def test_bench_backbones_quick(tmp_path):
+    out_json = tmp_path / 'quick.json'
+    plot = tmp_path / 'quick.png'
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'benchmarks', 'bench_backbones.py'),
+         '--quick', '--models', 'pvtv2_b0', '--impls', 'pvt_mm',
+         '--modes', 'fwd', '--threads', '1', '--no-flops', '--json', str(out_json),
+         '--plot', str(plot)],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out_json.read_text())
+    cells = {(r['impl'], r['mode']) for r in data['results']}
+    assert cells == {('pvt_mm', 'fwd')}
+    for r in data['results']:
+        assert r['median_s'] > 0 and r['peak_gib'] > 0.1
+    assert data['meta']['matmul_gflops'] > 0
+    assert '| PVTv2-B0 | 64x64 | fwd | pvt_mm |' in proc.stdout
+    assert plot.stat().st_size > 1000
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location(
+        'bench_backbones', os.path.join(REPO, 'benchmarks', 'bench_backbones.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_flops_and_summary():
+    bench = load_bench()
+    gflop = bench.model_flops(dict(model='pvtv2_b0', size='64x64', threads=1))
+    assert gflop['gflop'] > 0
+    cell = dict(model='pvtv2_b0', size='64x64', mode='fwd', peak_gib=2.,
+                delta_gib=1.)
+    rows = bench.summarize(
+        [dict(cell, impl='timm', median_s=3.), dict(cell, impl='pvt_mm',
+                                                    median_s=1.)],
+        peak=100., flops={'pvtv2_b0@64x64': 50.})
+    assert [r['impl'] for r in rows] == ['pvt_mm', 'timm']
+    assert rows[1]['speedup'] == 3. and rows[0]['gflops'] == 50.
+    assert rows[0]['peak_frac'] == 0.5
+
+
+def test_bench_docs_block_is_replaced(tmp_path):
+    bench = load_bench()
+    doc = tmp_path / 'doc.md'
+    doc.write_text(f'intro\n{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\noutro\n')
+    meta = dict(date='today', machine='m', threads=2, device='cpu',
+                dtype='fp32', repeats=3, warmup=1, matmul_gflops=100.)
+    bench.write_docs('| new table |\n', meta, doc=str(doc))
+    text = doc.read_text()
+    assert 'old' not in text and '| new table |' in text
+    assert text.startswith('intro\n') and text.endswith('outro\n')
+    doc.write_text('no markers')
+    with pytest.raises(SystemExit, match='markers'):
+        bench.write_docs('| t |\n', meta, doc=str(doc))
