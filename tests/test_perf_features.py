@@ -1,8 +1,8 @@
 """Speed and memory features of the shared layers, and the perf tools.
 
-The layers' fast paths (banded CPU inference of the FFN, in-place residual
-sums, the FFN's recompute-in-backward) must give the results of the plain
-computation; the backbones must compile without graph breaks and run under
+The layers' fast paths (banded CPU execution of the FFN in inference and
+training, in-place residual sums, the FFN's recompute-in-backward) must
+give the results of the plain computation; the backbones must compile without graph breaks and run under
 bf16 autocast; tools/get_flops.py must count the fused attention;
 tools/benchmark.py and benchmarks/bench_backbones.py must run.
 """
@@ -70,17 +70,24 @@ def test_banded_ffn_matches_whole_map(name, monkeypatch):
     assert max_diff(whole, banded) < 1e-5
 
 
-def test_banded_ffn_only_without_autograd():
+def test_band_size_rules():
     ffn = layers.ConvFFN(8, 32, dwconv=True)
     x = torch.randn(1, 64 * 64, 8)
-    assert ffn._band_size(x, (64, 64)) == 0  # grad enabled: one pass
+    big = torch.randn(1, 512 * 512, 8)  # hidden map: 32 MiB
     with torch.no_grad():
         assert ffn._band_size(x, (64, 64)) == 0  # small map: one pass
-        big = torch.randn(1, 512 * 512, 8)
         rows = ffn._band_size(big, (512, 512))
         assert layers.FFN_MIN_BAND <= rows < 512
         assert rows * 512 * 32 * 4 <= max(layers.FFN_BAND_BYTES,
                                           layers.FFN_MIN_BAND * 512 * 32 * 4)
+    # training: only maps that would be mapped fresh from the kernel
+    assert ffn._band_size(x, (64, 64), grad=True) == 0
+    assert ffn._band_size(big, (512, 512), grad=True) == rows
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert ffn._band_size(big, (512, 512), grad=True) == 0
+    ffn.drop.p = 0.1  # dropout would need its random masks replayed
+    assert ffn._band_size(big, (512, 512), grad=True) == 0
+    assert ffn.eval()._band_size(big, (512, 512), grad=True) == rows
 
 
 class CopyRecorder(TorchDispatchMode):
@@ -157,6 +164,110 @@ def test_ffn_recompute_gives_identical_gradients(name, monkeypatch):
     stored = grads()
     assert len(recomputed) == len(stored)
     assert all(torch.equal(a, b) for a, b in zip(recomputed, stored))
+
+
+@pytest.fixture
+def tiny_bands(monkeypatch):
+    """Band every FFN, training included, in bands of 5 rows (or tokens)."""
+    monkeypatch.setattr(layers, 'FFN_TRAIN_BAND_MIN_BYTES', 0)
+    monkeypatch.setattr(layers, 'FFN_BAND_BYTES', 1)
+    monkeypatch.setattr(layers, 'FFN_MIN_BAND', 5)
+    calls = []
+    backward = layers.ConvFFN._backward_bands
+    monkeypatch.setattr(layers.ConvFFN, '_backward_bands',
+                        lambda self, *a: calls.append(a[3]) or backward(self, *a))
+    return calls
+
+
+def assert_grads_close(expected, got):
+    """Equal to float rounding: relative to each tensor's largest entry, and
+    absolutely to the largest gradient of all (some gradients are zero in
+    exact arithmetic, e.g. of a key bias, and only rounding noise here)."""
+    assert len(expected) == len(got)
+    scale = max(a.abs().max().item() for a in expected if a is not None)
+    for a, b in zip(expected, got):
+        assert (a is None) == (b is None)
+        if a is not None:
+            err = (a - b).abs().max().item()
+            assert err <= 1e-4 * a.abs().max().item() + 1e-6 * scale, err
+
+
+@pytest.mark.parametrize('name', ['pvtv2', 'pvtv2_li', 'pvtv1', 'cvt_cls',
+                                  'pvtv2_cp'])
+def test_banded_ffn_training_matches_whole_map(name, tiny_bands, monkeypatch):
+    """CPU training with banded FFNs (forward in bands, backward recomputing
+    each band): the outputs and every gradient of the whole-map path."""
+    model = tiny_models()[name.replace('_cp', '')].train()
+    if name.endswith('_cp'):
+        for stage in model.stages:
+            stage.with_cp = True
+    x = torch.randn(2, 3, 72, 88, requires_grad=True)  # partial last band
+
+    def run():
+        model.zero_grad()
+        x.grad = None
+        out = model(x)
+        weights = [torch.linspace(-1, 1, o.numel()).view_as(o) for o in out]
+        sum((o * w).sum() for o, w in zip(out, weights)).backward()
+        return ([o.detach() for o in out],
+                [p.grad.clone() for p in model.parameters()] + [x.grad.clone()])
+
+    banded_out, banded_grads = run()
+    assert tiny_bands and set(tiny_bands) == {5}, 'banded backward did not run'
+    monkeypatch.setattr(layers, 'FFN_TRAIN_BAND_MIN_BYTES', 1 << 40)
+    tiny_bands.clear()
+    whole_out, whole_grads = run()
+    assert not tiny_bands
+    assert max_diff(whole_out, banded_out) < 1e-5
+    assert_grads_close(whole_grads, banded_grads)
+
+
+@pytest.mark.parametrize('frozen', ['fc1', 'fc2', 'input'])
+def test_banded_ffn_training_with_frozen_parts(frozen, tiny_bands):
+    """Frozen parameters get no gradient and an input without grad gets
+    none either; everything else matches autograd through the plain FFN."""
+    torch.manual_seed(0)
+    ffn = layers.ConvFFN(8, 32, dwconv=True, extra_relu=True)
+    if frozen != 'input':
+        getattr(ffn, frozen).requires_grad_(False)
+    x = torch.randn(2, 13 * 11, 8, requires_grad=frozen != 'input')
+    grad = torch.randn(2, 13 * 11, 8)
+    banded = ffn(x, (13, 11))
+    banded.backward(grad)
+    assert tiny_bands, 'banded backward did not run'
+    got = [p.grad for p in ffn.parameters()] + [x.grad]
+    for p in ffn.parameters():
+        p.grad = None
+    x.grad = None
+    reference = ffn._contract(ffn._expand(x), (13, 11))  # plain autograd
+    reference.backward(grad)
+    expected = [p.grad for p in ffn.parameters()] + [x.grad]
+    assert torch.allclose(banded, reference, atol=1e-6)
+    assert_grads_close(expected, got)
+    frozen_grads = [p.grad for p in getattr(ffn, frozen).parameters()] \
+        if frozen != 'input' else [x.grad]
+    assert all(g is None for g in frozen_grads)
+
+
+def test_banded_ffn_training_saves_no_hidden_map(tiny_bands):
+    """A banded FFN keeps only its input for backward: no saved tensor is
+    as large as the hidden map, and the grad of a second training step
+    (after an optimizer step changed the weights) is still checked."""
+    ffn = layers.ConvFFN(8, 64, dwconv=True)
+    x = torch.randn(1, 40 * 40, 8, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = ffn(x, (40, 40))
+    assert max(saved) == x.numel()  # the input; params are smaller
+    out = ffn(x, (40, 40))
+    with torch.no_grad():
+        ffn.fc1.weight.add_(1.)     # modified in place before backward
+    with pytest.raises(RuntimeError, match='modified by an inplace'):
+        out.sum().backward()
 
 
 def test_ffn_recompute_stores_less():

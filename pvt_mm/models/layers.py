@@ -297,12 +297,16 @@ class ConvProjAttention(BaseModule):
         return self.proj_drop(self.proj(_merge_heads(out)))
 
 
-#: Banded CPU inference in :class:`ConvFFN`: hidden-map bytes per band and
+#: Banded CPU execution of :class:`ConvFFN`: hidden-map bytes per band and
 #: the fewest rows (or tokens) a band may have. Bands of a few MiB are
 #: served from memory the allocator already holds (larger ones are mapped
 #: fresh, and page faults then cost more than the FFN's arithmetic).
 FFN_BAND_BYTES = 4 << 20
 FFN_MIN_BAND = 8
+#: Training runs the FFN in bands only when its whole hidden map would take
+#: at least this many bytes: glibc maps allocations above 32 MiB fresh from
+#: the kernel, smaller ones are reused, and banded training recomputes fc1.
+FFN_TRAIN_BAND_MIN_BYTES = 32 << 20
 
 
 def _act_maybe_inplace(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -332,6 +336,33 @@ def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
     return x + branch
 
 
+class _BandedFFNFunction(torch.autograd.Function):
+    """Autograd for :meth:`ConvFFN._forward_bands` when training on CPU.
+
+    Forward keeps only the FFN's input; backward recomputes each band's
+    hidden activations (fc1 [-> ReLU] [-> dwconv] -> act) and runs its
+    backward before moving to the next band, so neither pass ever holds the
+    4-8x wider hidden map or its gradients whole. The FFN's parameters are
+    inputs so that their gradients reach them through autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, x, ffn, hw, size, *params):
+        ctx.ffn, ctx.hw, ctx.size = ffn, hw, size
+        # saved for autograd's in-place modification check; backward
+        # computes through the module, which holds the same tensors
+        ctx.save_for_backward(x, *params)
+        return ffn._forward_bands(x, hw, size)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x = ctx.saved_tensors[0]
+        grads = ctx.ffn._backward_bands(x, grad, ctx.hw, ctx.size,
+                                        ctx.needs_input_grad[0])
+        return (grads[0], None, None, None, *grads[1:])
+
+
 class ConvFFN(BaseModule):
     """Feed-forward network: fc1 [-> ReLU] [-> 3x3 depthwise conv] -> act -> fc2.
 
@@ -339,9 +370,11 @@ class ConvFFN(BaseModule):
     extra ReLU after fc1 for PVTv2-Li.
 
     The hidden map is 4-8x wider than the tokens, so it is what costs memory
-    and time at detection sizes. Training stores only fc1's output for
-    backward (the rest is recomputed); CPU inference runs the FFN in bands
-    of rows (see :meth:`_forward_bands`). Neither changes the result.
+    and time at detection sizes. On CPU, large maps run in bands of rows
+    (see :meth:`_forward_bands`; in training, :class:`_BandedFFNFunction`
+    recomputes each band in backward). Elsewhere training stores only fc1's
+    output for backward and recomputes the rest. None of this changes the
+    result.
     """
 
     def __init__(self,
@@ -365,17 +398,31 @@ class ConvFFN(BaseModule):
         if self.dwconv is not None and num_prefix:
             raise ValueError('ConvFFN with a depthwise conv cannot take '
                              'prefix (class) tokens')
-        band = self._band_size(x, hw)
+        grad = self._records_grad(x)
+        band = self._band_size(x, hw, grad)
+        if band and grad:
+            return _BandedFFNFunction.apply(x, self, hw, band,
+                                            *self._ffn_params())
         if band:
             return self._forward_bands(x, hw, band)
         x = self._expand(x)
-        if (torch.is_grad_enabled() and x.requires_grad
-                and not torch.jit.is_tracing()):
+        if grad and x.requires_grad:
             # Keep only fc1's output for backward and recompute the cheap
             # dwconv/act in backward: the widest activations of the block
             # are not stored twice or three times. Bit-identical gradients.
             return _recompute_in_backward(self._contract, x, hw)
         return self._contract(x, hw)
+
+    def _ffn_params(self) -> list:
+        """fc1's, the dwconv's and fc2's parameters, in that order."""
+        modules = [self.fc1, self.dwconv, self.fc2]
+        return [p for m in modules if m is not None for p in m.parameters()]
+
+    def _records_grad(self, x: torch.Tensor) -> bool:
+        """Whether this call is recorded for backward (and not traced)."""
+        return (torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and (x.requires_grad
+                     or any(p.requires_grad for p in self._ffn_params())))
 
     def _expand(self, x: torch.Tensor) -> torch.Tensor:
         """fc1 [-> ReLU]."""
@@ -392,47 +439,96 @@ class ConvFFN(BaseModule):
         """[dwconv ->] act -> dropout -> fc2 -> dropout."""
         return self.drop(self.fc2(self._mix(x, hw)))
 
-    def _band_size(self, x: torch.Tensor, hw: HW) -> int:
+    def _band_size(self, x: torch.Tensor, hw: HW, grad: bool = False) -> int:
         """Rows (with the dwconv) or tokens per band for banded CPU
-        inference, or 0 to run the whole map at once."""
-        if (torch.is_grad_enabled() or x.device.type != 'cpu'
-                or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        execution, or 0 to run the whole map at once. ``grad``: the call is
+        recorded for backward (see :meth:`_records_grad`)."""
+        if (x.device.type != 'cpu' or torch.jit.is_tracing()
+                or torch.compiler.is_compiling()):
             return 0
         B, N, _ = x.shape
+        if grad and (torch.is_autocast_enabled('cpu')
+                     or (self.training and self.drop.p > 0)
+                     or B * N * self.fc1.out_features * x.element_size()
+                     < FFN_TRAIN_BAND_MIN_BYTES):
+            return 0
         unit = hw[1] if self.dwconv is not None else 1  # tokens per row
         total = hw[0] if self.dwconv is not None else N
         unit_bytes = B * unit * self.fc1.out_features * x.element_size()
         size = max(FFN_MIN_BAND, FFN_BAND_BYTES // unit_bytes)
         return size if size < total else 0
 
+    def _bands(self, hw: HW, num_tokens: int, size: int):
+        """``(lo, top, bottom, hi)`` token ranges of each band: tokens
+        ``top:bottom`` of the output are computed from ``lo:hi`` of the
+        input (with the dwconv, one extra row on each side)."""
+        if self.dwconv is None:
+            for top in range(0, num_tokens, size):
+                bottom = min(top + size, num_tokens)
+                yield top, top, bottom, bottom
+            return
+        H, W = hw
+        for top in range(0, H, size):
+            bottom = min(top + size, H)
+            yield (max(top - 1, 0) * W, top * W, bottom * W,
+                   min(bottom + 1, H) * W)
+
+    def _band_hidden(self, x: torch.Tensor, hw: HW, lo: int, top: int,
+                     bottom: int, hi: int) -> torch.Tensor:
+        """Hidden activations (after act and dropout) of output tokens
+        ``top:bottom``, computed from input tokens ``lo:hi``. The dwconv
+        sees the band's halo rows as its neighbours and zero padding beyond
+        them; the halo rows' own outputs are dropped, so every kept value is
+        the one the whole map gives."""
+        width = hw[1] if self.dwconv is not None else 1
+        hidden = self._mix(self._expand(x[:, lo:hi]), ((hi - lo) // width, width))
+        return hidden[:, top - lo:bottom - lo]
+
     def _forward_bands(self, x: torch.Tensor, hw: HW, size: int) -> torch.Tensor:
         """The FFN over bands of ``size`` rows (or tokens), so the 4-8x wider
         hidden map never exists whole: every band's temporaries come from
-        freed memory instead of fresh pages, and stay in cache. The dwconv
-        sees one extra row on each side of a band, and the rows it computes
-        from zero padding there are dropped, so the result is unchanged."""
-        B, N, C = x.shape
-        out = None
-        if self.dwconv is None:
-            for start in range(0, N, size):
-                y = self._contract(self._expand(x[:, start:start + size]), hw)
-                if out is None:
-                    out = y.new_empty(B, N, y.shape[-1])
-                out[:, start:start + size] = y
-            return out
-        H, W = hw
-        fmap = x.unflatten(1, (H, W))
-        for top in range(0, H, size):
-            bottom = min(top + size, H)
-            lo, hi = max(top - 1, 0), min(bottom + 1, H)
-            hidden = self._mix(self._expand(fmap[:, lo:hi].flatten(1, 2)),
-                               (hi - lo, W))
-            y = self.drop(self.fc2(
-                hidden.unflatten(1, (hi - lo, W))[:, top - lo:bottom - lo]))
-            if out is None:
-                out = y.new_empty(B, H, W, y.shape[-1])
-            out[:, top:bottom] = y
-        return out.flatten(1, 2)
+        freed memory instead of fresh pages, and stay in cache."""
+        B, N, _ = x.shape
+        out = x.new_empty(B, N, self.fc2.out_features)
+        for lo, top, bottom, hi in self._bands(hw, N, size):
+            out[:, top:bottom] = self.drop(self.fc2(
+                self._band_hidden(x, hw, lo, top, bottom, hi)))
+        return out
+
+    def _backward_bands(self, x: torch.Tensor, grad: torch.Tensor, hw: HW,
+                        size: int, need_x: bool) -> list:
+        """Gradients of :meth:`_forward_bands` w.r.t. ``x`` (``None`` unless
+        ``need_x``) and :meth:`_ffn_params`, band by band: each band's hidden
+        activations are recomputed with autograd, fc2's gradients are
+        formed directly from them, and the halo rows' input gradients are
+        summed over the two bands that read them."""
+        *inner_all, w2, b2 = self._ffn_params()
+        inner = [p for p in inner_all if p.requires_grad]
+        grad_x = torch.zeros_like(x) if need_x else None
+        grad_w2 = torch.zeros_like(w2) if w2.requires_grad else None
+        grad_b2 = torch.zeros_like(b2) if b2.requires_grad else None
+        grad_inner = [torch.zeros_like(p) for p in inner]
+        for lo, top, bottom, hi in self._bands(hw, x.shape[1], size):
+            x_band = x[:, lo:hi].detach().requires_grad_(need_x)
+            with torch.enable_grad():
+                hidden = self._band_hidden(x_band, hw, 0, top - lo,
+                                           bottom - lo, hi - lo)
+            g = grad[:, top:bottom]
+            if grad_w2 is not None:
+                grad_w2.addmm_(g.flatten(0, 1).t(), hidden.detach().flatten(0, 1))
+            if grad_b2 is not None:
+                grad_b2.add_(g.sum((0, 1)))
+            inputs = ([x_band] if need_x else []) + inner
+            if not inputs:
+                continue
+            got = list(torch.autograd.grad(hidden, inputs, g @ w2))
+            if need_x:
+                grad_x[:, lo:hi].add_(got.pop(0))
+            for acc, g_p in zip(grad_inner, got):
+                acc.add_(g_p)
+        grads_inner = iter(grad_inner)
+        return [grad_x] + [next(grads_inner) if p.requires_grad else None
+                           for p in inner_all] + [grad_w2, grad_b2]
 
 
 class Block(BaseModule):
