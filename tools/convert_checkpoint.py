@@ -35,11 +35,7 @@ BACKBONE = 'backbone.'
 
 def read(path: str, trust_pickle: bool = False):
     """Load ``path`` safely, or (``trust_pickle``) with full unpickling."""
-    if not trust_pickle:
-        return load_file(path)
-    if not osp.isfile(path):
-        raise CheckpointError(f'checkpoint {path!r} does not exist')
-    return torch.load(path, map_location='cpu', weights_only=False)
+    return load_file(path, trust_pickle=trust_pickle)
 
 
 def convert(obj, family: Optional[str] = None, source: str = 'checkpoint'):

@@ -59,16 +59,19 @@ def _is_refusal(reason: str) -> bool:
 
 
 def load_file(path: str, map_location='cpu',
-              refusal_hint: str = TRUST_PICKLE_HINT) -> dict:
+              refusal_hint: str = TRUST_PICKLE_HINT,
+              trust_pickle: bool = False) -> dict:
     """``torch.load(weights_only=True)`` with errors that name the file: a
     missing file, one holding objects that could run code when unpickled
     (refused, never executed; ``refusal_hint`` says what to do), and a
-    truncated or corrupt one."""
+    truncated or corrupt one. ``trust_pickle=True`` unpickles everything
+    (only for files from a source you trust)."""
     if not isinstance(path, str) or not osp.isfile(path):
         raise CheckpointError(f'checkpoint {path!r} does not exist (give a '
                               f'local file path)')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location,
+                          weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
         reason = _unpickler_reason(e)
         if _is_refusal(reason):
