@@ -33,11 +33,6 @@ FAMILIES = sorted(BACKBONES)
 BACKBONE = 'backbone.'
 
 
-def read(path: str, trust_pickle: bool = False):
-    """Load ``path`` safely, or (``trust_pickle``) with full unpickling."""
-    return load_file(path, trust_pickle=trust_pickle)
-
-
 def convert(obj, family: Optional[str] = None, source: str = 'checkpoint'):
     """Return ``(format, state_dict, is_whole_model)`` for a loaded checkpoint."""
     sd = find_state_dict(obj)
@@ -79,8 +74,8 @@ def main(argv=None) -> int:
     if osp.abspath(args.src) == osp.abspath(args.dst):
         raise SystemExit('convert_checkpoint: DST must differ from SRC')
     try:
-        fmt, sd, whole = convert(read(args.src, args.trust_pickle),
-                                 args.family, args.src)
+        obj = load_file(args.src, trust_pickle=args.trust_pickle)
+        fmt, sd, whole = convert(obj, args.family, args.src)
     except CheckpointError as e:
         print(f'convert_checkpoint: {e}', file=sys.stderr)
         return 1
