@@ -137,6 +137,19 @@ class RelStopAtIterHook(Hook):
             raise KeyboardInterrupt(f'stopped after iteration {self.iter}')
 
 
+@HOOKS.register_module(force=True)
+class RelSaveInitialWeightsHook(Hook):
+    """Writes the weights training starts from (after ``init_weights``)
+    to ``<work_dir>/initial.pth``, so a test can compare weight updates."""
+
+    def before_train(self, runner):
+        from mmengine.model import is_model_wrapper
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        torch.save(model.state_dict(), osp.join(runner.work_dir,
+                                                'initial.pth'))
+
+
 def toy_cfg(work_dir, max_iters=6, interval=2, batch_size=2, by_epoch=False,
             seed_hook=True, checkpoint=None, custom_hooks=(), model=None,
             dataset=None, **kwargs):

@@ -122,6 +122,7 @@ def free_port() -> int:
 DDP_TOY = '''
 import json, sys
 import torch
+import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.dist import get_rank, get_world_size
 from mmengine.runner import Runner
@@ -130,70 +131,157 @@ from pvt_mm.engine import prepare_config
 
 torch.set_num_threads(1)
 
-cfg = Config(json.loads(sys.argv[1]))
-cfg.launcher = 'pytorch'
-prepare_config(cfg)
-runner = Runner.from_cfg(cfg)
-runner.train()
-metrics = runner.val_loop.run()
-assert get_world_size() == 2
-params = torch.cat([p.detach().flatten() for p in runner.model.parameters()])
-gathered = [torch.zeros_like(params) for _ in range(2)]
-torch.distributed.all_gather(gathered, params)
-assert torch.equal(gathered[0], gathered[1]), 'ranks diverged'
-if get_rank() == 0:
-    print('METRICS', json.dumps({k: float(v) for k, v in metrics.items()}))
+
+def all_reduce(buf):
+    fut = dist.all_reduce(buf, async_op=True).get_future()
+    return fut.then(lambda f: f.value()[0])
+
+
+# Broken gradient synchronisation, for the negative controls: DDP's own
+# hook divides each bucket by the world size, then sums it over ranks.
+FAULTS = {
+    'summed': lambda state, bucket: all_reduce(bucket.buffer()),
+    'rank1_dropped': lambda state, bucket: all_reduce(
+        bucket.buffer().mul_(0.0 if get_rank() == 1 else 0.5)),
+}
+
+for fault, cfg in json.loads(sys.argv[1]).items():
+    cfg = Config(cfg)
+    cfg.launcher = 'pytorch'
+    prepare_config(cfg)
+    runner = Runner.from_cfg(cfg)
+    if fault in FAULTS:
+        runner.model.register_comm_hook(None, FAULTS[fault])
+    runner.train()
+    metrics = runner.val_loop.run()
+    assert get_world_size() == 2
+    params = torch.cat([p.detach().flatten()
+                        for p in runner.model.parameters()])
+    gathered = [torch.zeros_like(params) for _ in range(2)]
+    dist.all_gather(gathered, params)
+    assert torch.equal(gathered[0], gathered[1]), 'ranks diverged'
+    if get_rank() == 0:
+        print('METRICS', fault,
+              json.dumps({k: float(v) for k, v in metrics.items()}))
 # Leave the group cleanly: a gloo group still alive at interpreter exit can
 # abort the process ('terminate called without an active exception').
-torch.distributed.barrier()
-torch.distributed.destroy_process_group()
+dist.barrier()
+dist.destroy_process_group()
 '''
 
 
 def ddp_toy_cfg(work_dir, batch_size):
     """No drop-path, dropout or flips: 2 processes x batch 1 then see the
     same samples per step as 1 process x batch 2 (DefaultSampler
-    interleaves ranks), so their weights must agree."""
+    interleaves ranks), so they must take the same steps.
+
+    Plain SGD with momentum, not the toy task's AdamW: SGD's update is a
+    fixed linear combination of the gradients, so two runs whose gradients
+    agree to rounding error take steps that agree to rounding error. AdamW
+    divides by sqrt(v): for a weight whose exact gradient is zero (the key
+    half of ``attn.kv.bias``: softmax ignores a constant added to every key
+    score) it turns rounding noise into lr-sized steps whose sign depends
+    on the CPU's reduction order.
+    """
     cfg = toy_cfg(work_dir, max_iters=4, interval=4, batch_size=batch_size,
                   model=dict(dropout=0.0,
                              backbone=dict(drop_path_rate=0.0)),
-                  dataset=dict(flip=False))
+                  dataset=dict(flip=False),
+                  optim_wrapper=dict(optimizer=dict(
+                      type='SGD', lr=0.05, momentum=0.9)),
+                  custom_hooks=[dict(type='RelSaveInitialWeightsHook')])
     # 15 validation images: uneven across 2 ranks, so the sampler pads one.
+    # Batch 1 everywhere: every image is evaluated by the same computation.
     cfg['val_dataloader']['dataset']['num'] = 15
+    cfg['val_dataloader']['batch_size'] = 1
     return cfg
 
 
+# Two fp32 runs whose gradients differ only in summation order (one
+# process sums the batch inside its kernels; DDP sums per-rank gradients)
+# agree to a relative error of about K * u per layer, K <= 128 summed terms
+# (8x8 tokens x batch 2 in the toy model), u = 2**-24: ~1e-5. SGD steps
+# are linear in the gradients, so the 4-step weight updates agree to the
+# same relative order; UPDATE_RTOL leaves a factor ~100 for propagation
+# through layers and steps. A weight whose exact gradient is zero moves
+# only by rounding noise (~u x the largest gradient): UPDATE_ATOL, relative
+# to the largest update of any weight. Broken synchronisation is off by
+# O(1): summing instead of averaging doubles every update (relative error
+# 1), dropping a rank's gradient leaves |g1| / |g0 + g1|.
+UPDATE_RTOL = 1e-3
+UPDATE_ATOL = 1e-4
+
+
+def update_mismatches(initial, reference, other):
+    """Tensors whose update ``other - initial`` differs from
+    ``reference - initial`` beyond the tolerances above, with the
+    observed error relative to the tensor's own update."""
+    ref = {k: reference[k] - initial[k] for k in initial
+           if initial[k].is_floating_point()}
+    scale = max(d.abs().max().item() for d in ref.values())
+    assert scale > 0, 'the reference run did not train'
+    bad = {}
+    for k, d in ref.items():
+        err = (other[k] - initial[k] - d).abs().max().item()
+        own = d.abs().max().item()
+        if err > UPDATE_RTOL * own + UPDATE_ATOL * scale:
+            bad[k] = err / max(own, 1e-30)
+    return bad
+
+
 def test_ddp_gloo_matches_single_process(tmp_path):
-    ddp_work = tmp_path / 'ddp'
+    """2 gloo processes x batch 1 take the same SGD steps as 1 process x
+    batch 2 and evaluate to the same metrics; the same comparison flags
+    DDP with gradients summed instead of averaged, or one rank's
+    gradients dropped (negative controls, run in the same launch)."""
+    runs = ('ok', 'summed', 'rank1_dropped')
+    cfgs = {run: ddp_toy_cfg(tmp_path / run, batch_size=1) for run in runs}
     env = dict(os.environ, PYTHONPATH=TESTS_DIR, OMP_NUM_THREADS='1')
     script = tmp_path / 'ddp_toy.py'
     script.write_text(textwrap.dedent(DDP_TOY))
     res = subprocess.run(
         [PY, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-         '--master_port', str(free_port()), str(script),
-         json.dumps(ddp_toy_cfg(ddp_work, batch_size=1))],
+         '--master_port', str(free_port()), str(script), json.dumps(cfgs)],
         env=env, capture_output=True, text=True, timeout=400, cwd=REPO_ROOT)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    line = next(ln for ln in res.stdout.splitlines()
-                if ln.startswith('METRICS'))
-    ddp_metrics = json.loads(line.split(' ', 1)[1])
-    assert ddp_metrics['count'] == 15  # padding removed when gathering
+    ddp_metrics = {}
+    for line in res.stdout.splitlines():
+        if line.startswith('METRICS'):
+            _, run, values = line.split(' ', 2)
+            ddp_metrics[run] = json.loads(values)
+    assert set(ddp_metrics) == set(runs)
+    assert ddp_metrics['ok']['count'] == 15  # padding removed in gathering
 
-    # The DDP checkpoint, evaluated by one process with the same batch
-    # size per process: exactly the same metrics.
-    ckpt = osp.join(ddp_work, 'iter_4.pth')
+    # The DDP checkpoint, evaluated by one process with the same batch per
+    # process (the same computation for every image): the same metrics.
+    ckpt = osp.join(tmp_path, 'ok', 'iter_4.pth')
     evaluator = Runner.from_cfg(Config(dict(
         ddp_toy_cfg(tmp_path / 'eval', batch_size=1), load_from=ckpt)))
     evaluator.load_or_resume()
     single_metrics = {k: float(v) for k, v in evaluator.val_loop.run().items()}
-    assert single_metrics == ddp_metrics
+    assert single_metrics == ddp_metrics['ok']
 
-    # One process with the same global batch trains in step with DDP.
+    # One process with the same global batch: the same start, the same
+    # steps (to rounding) and the same metrics (to what those steps move).
     single = run_toy(ddp_toy_cfg(tmp_path / 'single', batch_size=2))
-    ddp_weights = torch.load(ckpt)['state_dict']
-    for k, v in weights(single).items():
-        torch.testing.assert_close(ddp_weights[k], v, rtol=1e-4, atol=1e-5,
-                                   msg=f'{k} differs from DDP')
+    initial = torch.load(osp.join(tmp_path, 'single', 'initial.pth'))
+    ddp = {run: torch.load(osp.join(tmp_path, run, 'iter_4.pth'))
+           ['state_dict'] for run in runs}
+    assert_same_weights(
+        initial, torch.load(osp.join(tmp_path, 'ok', 'initial.pth')))
+    assert update_mismatches(initial, weights(single), ddp['ok']) == {}
+    single_trained = {k: float(v) for k, v in single.val_loop.run().items()}
+    assert single_trained['count'] == 15
+    assert single_trained['mean_top_prob'] == pytest.approx(
+        ddp_metrics['ok']['mean_top_prob'], abs=1e-4)
+
+    # Negative controls: the comparison catches broken synchronisation in
+    # (nearly) every tensor, with errors of order 1, not borderline ones.
+    compared = sum(v.is_floating_point() for v in initial.values())
+    for run in ('summed', 'rank1_dropped'):
+        bad = update_mismatches(initial, weights(single), ddp[run])
+        assert len(bad) >= 0.9 * compared, (run, len(bad), compared)
+        assert sorted(bad.values())[len(bad) // 2] > 0.1, run
 
 
 # ------------------------------------------------- CLI on the demo config
