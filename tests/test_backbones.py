@@ -1,5 +1,7 @@
 """The backbone contract: variants, outputs, sizes, training switches, errors,
 and the MMPretrain classification path."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -264,6 +266,33 @@ def test_resnet_kwargs_are_rejected_by_name(cls):
     assert 'depth' in msg and 'style' in msg and 'arch' in msg
     with pytest.raises(TypeError, match='pretrained.*init_cfg'):
         cls(pretrained='x.pth')
+
+
+def test_segmentor_injected_pretrained_names_model_pretrained(tmp_path):
+    """MMSegmentation's EncoderDecoder hands its ``model.pretrained`` (a
+    ResNet checkpoint in the UPerNet base) to whatever backbone is there:
+    the error says where it came from and which key to clear; with
+    ``model.pretrained=None`` the same config builds."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS as SEG_MODELS
+    user_cfg = tmp_path / 'upernet_pvt.py'
+    user_cfg.write_text("_base_ = ['mmseg::upernet/"
+                        "upernet_r50_4xb4-80k_ade20k-512x512.py']\n")
+    cfg = Config.fromfile(str(user_cfg))
+    init_default_scope('mmseg')
+    cfg.model.backbone = dict(type='pvt_mm.PVTv2', arch='b0')
+    cfg.model.decode_head.in_channels = [32, 64, 160, 256]
+    cfg.model.auxiliary_head.in_channels = 160
+    cfg.model.data_preprocessor = None
+    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+        head.norm_cfg = dict(type='BN', requires_grad=True)  # no SyncBN
+    assert cfg.model.pretrained  # the base config's ResNet weights
+    with pytest.raises(TypeError, match=r'model\.pretrained=None'):
+        SEG_MODELS.build(copy.deepcopy(cfg.model))  # build() edits it
+    cfg.model.pretrained = None
+    model = SEG_MODELS.build(cfg.model)
+    assert type(model.backbone).__name__ == 'PVTv2'
 
 
 @FAMILIES

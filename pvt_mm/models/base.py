@@ -15,7 +15,11 @@ from .layers import PatchEmbed, nchw_to_tokens, tokens_to_nchw
 # to do instead. Passing any of them is an error, never silently ignored.
 KWARG_HINTS = {
     'depth': "ResNet's depth; choose a variant with arch=...",
-    'pretrained': "use init_cfg=dict(type='Pretrained', checkpoint=PATH)",
+    'pretrained': "use init_cfg=dict(type='Pretrained', checkpoint=PATH). "
+                  "Not set by you? MMSegmentation's EncoderDecoder copies "
+                  "the segmentor's model.pretrained (which a base config "
+                  "sets for its own backbone, e.g. a ResNet) into the "
+                  "backbone: set model.pretrained=None in your config",
     'convert_weights': 'official/timm/HF/mmdet checkpoints are detected '
                        'and converted automatically',
     'style': "ResNet's pytorch/caffe style has no meaning for transformers",
