@@ -1,10 +1,12 @@
 # The two commands a newcomer needs (both set up .venv first, idempotently):
 #   make demo  - train RetinaNet + PVTv2-B0 on the generated demo data and print COCO metrics
 #   make test  - run the test suite
+#   make test-portability - the suite once per CPU instruction-set level and
+#                thread count (docs/testing.md); LEVELS="native avx2" for a subset
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow
+.PHONY: setup demo test test-slow test-portability
 
 setup:
 	bash tools/setup_env.sh
@@ -17,3 +19,6 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow tests $(PYTEST_ARGS)
+
+test-portability: setup
+	PY=$(PY) bash tools/test_portability.sh $(PYTEST_ARGS)
