@@ -58,7 +58,10 @@ PAPER_RESULTS = {
     'mask_rcnn_pvt_v2_b5_coco': _mask(47.4, 42.5, V2_DET),
     'retinanet_pvt_v1_small_coco_640': _box(38.7, V1_DET),
     'detr_pvt_v1_small_coco_50e': _box(34.7, V1_DET),
-    # PVTv1 paper: 3x schedule + multi-scale training
+    # PVTv1 paper: 3x schedule + multi-scale training. Transcribed without
+    # access to the paper's PDF: re-check against its Tables 3-4
+    # (whai362/PVT#67 quotes 42.2 and 43.2 for "PVT_small and PVT_large";
+    # here 43.2 is PVT-Medium's and 43.4 PVT-Large's).
     'retinanet_pvt_v1_tiny_coco_3x_ms': _box(39.4, V1_PAPER_DET),
     'retinanet_pvt_v1_small_coco_3x_ms': _box(42.2, V1_PAPER_DET),
     'retinanet_pvt_v1_medium_coco_3x_ms': _box(43.2, V1_PAPER_DET),
@@ -88,6 +91,8 @@ PAPER_RESULTS = {
     'sem_fpn_pvt_v2_b0_ade20k_40k': dict(mIoU=37.2, source=V2_SEG),
     'sem_fpn_pvt_v2_b1_ade20k_40k': dict(mIoU=42.5, source=V2_SEG),
     'sem_fpn_pvt_v2_b2_ade20k_40k': dict(mIoU=45.2, source=V2_SEG),
+    # Not in the PVTv2-Seg README; transcribed without access to the PDF:
+    # re-check against the paper's Table 4.
     'sem_fpn_pvt_v2_b2_li_ade20k_40k': dict(mIoU=45.1, source=V2_SEG),
     'sem_fpn_pvt_v2_b3_ade20k_40k': dict(mIoU=47.3, source=V2_SEG),
     'sem_fpn_pvt_v2_b4_ade20k_40k': dict(mIoU=47.9, source=V2_SEG),
