@@ -100,10 +100,10 @@ def fewer_rois(model):
     rcnn = train.get('rcnn')
     for stage in rcnn if isinstance(rcnn, list) else [rcnn]:
         if isinstance(stage, dict) and 'num' in (stage.get('sampler') or {}):
-            stage['sampler']['num'] = 64
+            stage['sampler']['num'] = 16
     for proposals in (train.get('rpn_proposal'), test.get('rpn')):
         if isinstance(proposals, dict) and 'max_per_img' in proposals:
-            proposals.update(nms_pre=200, max_per_img=100)
+            proposals.update(nms_pre=100, max_per_img=50)
 
 
 def strip_pretrained(node):
