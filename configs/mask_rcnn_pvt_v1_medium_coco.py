@@ -2,3 +2,5 @@
 _base_ = ['_base_/det/mask_rcnn_1x.py', '_base_/models/pvt_v1_medium.py']
 model = dict(backbone=dict(_delete_=True, **_base_.backbone),
              neck=dict(in_channels=_base_.backbone_channels))
+# The official detection/pvt.py builds PVT-Medium / -Large without drop path.
+model['backbone']['drop_path_rate'] = 0.0

@@ -207,6 +207,19 @@ def test_paper_table(tmp_path, capsys):
         paper_table.main([str(bad)])
 
 
+def test_paper_table_code_and_paper_columns(tmp_path):
+    """PVTv1 Semantic FPN is published twice (official code / paper):
+    one row per column, each with its own source."""
+    metrics = tmp_path / 'metrics.json'
+    metrics.write_text(json.dumps(dict(
+        config='configs/sem_fpn_pvt_v1_small_ade20k_40k.py', checkpoint='x',
+        metrics={'mIoU': 41.0})))
+    code, paper = paper_table.rows_for(str(metrics))
+    assert code[1:5] == ('mIoU', 41.0, 41.9, pytest.approx(-0.9))
+    assert paper[1:5] == ('mIoU (paper)', 41.0, 39.8, pytest.approx(1.2))
+    assert '"code" column' in code[5] and '"paper" column' in paper[5]
+
+
 def test_paper_results_name_real_configs():
     from pvt_mm.paper_results import METRIC_KEYS, PAPER_RESULTS
     for name, entry in PAPER_RESULTS.items():

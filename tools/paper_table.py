@@ -4,14 +4,16 @@
     python tools/paper_table.py work_dirs/*/metrics.json --markdown
 
 Each metrics.json names its config; the paper numbers for that config come
-from pvt_mm/paper_results.py (each with its source).
+from pvt_mm/paper_results.py (each with its source). Rows published twice
+(PVTv1 Semantic FPN: the official code's mIoU and the paper's) get one line
+per column, e.g. ``mIoU`` (code) and ``mIoU (paper)``.
 """
 import argparse
 import json
 import os.path as osp
 import sys
 
-from pvt_mm.paper_results import METRIC_KEYS, PAPER_RESULTS
+from pvt_mm.paper_results import CODE_VS_PAPER, METRIC_KEYS, PAPER_RESULTS
 
 
 def rows_for(metrics_file: str):
@@ -26,15 +28,21 @@ def rows_for(metrics_file: str):
     if paper is None:
         return [(name, '-', None, None, None,
                  'no published result for this config')]
+    columns = [('', paper, paper['source'])]
+    for column, (values, source) in CODE_VS_PAPER.get(name, {}).items():
+        if values != {k: v for k, v in paper.items() if k != 'source'}:
+            columns.append((f' ({column})', values, source))
     rows = []
-    for metric, published in paper.items():
-        if metric == 'source':
-            continue
-        keys, scale = METRIC_KEYS[metric]
-        ours = next((run['metrics'][k] * scale for k in keys
-                     if k in run['metrics']), None)
-        delta = None if ours is None else ours - published
-        rows.append((name, metric, ours, published, delta, paper['source']))
+    for label, values, source in columns:
+        for metric, published in values.items():
+            if metric == 'source':
+                continue
+            keys, scale = METRIC_KEYS[metric]
+            ours = next((run['metrics'][k] * scale for k in keys
+                         if k in run['metrics']), None)
+            delta = None if ours is None else ours - published
+            rows.append((name, metric + label, ours, published, delta,
+                         source))
     return rows
 
 

@@ -21,6 +21,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=16, num_workers=1, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
                  data_prefix='train', pipeline=train_pipeline))
 val_dataloader = dict(
@@ -38,6 +39,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0,
          end=max_epochs),
 ]
+optim_wrapper = dict(type='OptimWrapper')  # fp32 on CPU
 auto_scale_lr = dict(base_batch_size=16)
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=1, max_keep_ckpts=2))

@@ -1,0 +1,6 @@
+# Mask R-CNN + PVTv2-B2-Li, COCO, 3x multi-scale (fp16, as the official
+# mask_rcnn_pvt_v2_b2_li_fpn_3x_mstrain.py).
+_base_ = ['_base_/det/mask_rcnn_3x_ms.py', '_base_/models/pvt_v2_b2_li.py']
+model = dict(backbone=dict(_delete_=True, **_base_.backbone),
+             neck=dict(in_channels=_base_.backbone_channels))
+optim_wrapper = dict(type='AmpOptimWrapper')

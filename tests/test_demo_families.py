@@ -1,0 +1,71 @@
+"""Each detector family added for the published rows (ATSS, Cascade Mask
+R-CNN, Sparse R-CNN, DETR) learns: its demo config (configs/demo/, the
+real COCO config with PVTv2-B0 from scratch and the demo data) is
+evaluated untrained, trained on the generated demo data, and evaluated
+again; the trained box mAP must be clearly above the untrained one.
+``slow``: a few minutes per family on 2 CPU cores (``make test-slow``)."""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+TOOLS = osp.join(REPO_ROOT, 'tools')
+sys.path.insert(0, TOOLS)
+
+
+@pytest.fixture(scope='module')
+def demo_data(tmp_path_factory):
+    from make_demo_data import make_demo_data
+    return make_demo_data(str(tmp_path_factory.mktemp('demo_data')))
+
+
+def _keep_all_boxes(cfg):
+    """An untrained detector scores every box near its prior, below the
+    test threshold; keep all boxes so its mAP is measured (both runs)."""
+    test_cfg = cfg.model.get('test_cfg') or {}
+    for node in (test_cfg, test_cfg.get('rcnn') or {}):
+        if 'score_thr' in node:
+            node['score_thr'] = 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', [
+    'atss_pvt_v2_b0_demo.py',
+    pytest.param('cascade_mask_rcnn_pvt_v2_b0_demo.py', marks=pytest.mark.xfail(
+        reason='measured box mAP 0.000 -> 0.009 after 4 epochs at lr 1e-4 '
+               'and at 1e-3: the demo does not learn yet (open, issue 11)')),
+    'sparse_rcnn_pvt_v2_b0_demo.py',
+    pytest.param('detr_pvt_v2_b0_demo.py', marks=pytest.mark.xfail(
+        reason='measured box mAP 0.000 -> 0.000 after 12 epochs: DETR from '
+               'scratch does not learn on the demo data in minutes (open, '
+               'issue 11)'))])
+def test_family_learns(tmp_path, demo_data, config):
+    from common import build_runner, load_config, prepare
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO_ROOT)
+        cli = argparse.Namespace(
+            work_dir=str(tmp_path / 'wd'), launcher='none', local_rank=0,
+            cfg_options={'data_root': osp.join(demo_data, 'coco') + '/'})
+        cfg = load_config(osp.join(REPO_ROOT, 'configs', 'demo', config), cli)
+        cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs + 1
+        _keep_all_boxes(cfg)
+        prepare(cfg, splits=('train', 'val'))
+        runner = build_runner(cfg)
+        runner.model.init_weights()
+        before = runner.val()['coco/bbox_mAP']
+        runner.train()
+        after = runner.val()['coco/bbox_mAP']
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+    print(f'{config}: bbox_mAP untrained {before:.3f}, trained {after:.3f}')
+    assert before < 0.05
+    assert after > before + 0.1, (before, after)
