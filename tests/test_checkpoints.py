@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 from pvt_mm import CvT, PVTv1, PVTv2
 from pvt_mm.models import CheckpointError, load_pretrained
 from test_equivalence import (HF_CVT_TO_OFFICIAL, TIMM_V2_TO_OFFICIAL,
@@ -296,12 +296,7 @@ def test_init_cfg_unknown_key(tmp_path):
 # ------------------------------------------------------------ convert CLI
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        'convert_checkpoint', osp.join(REPO_ROOT, 'tools',
-                                       'convert_checkpoint.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('model_converters/convert_checkpoint')
 
 
 @pytest.fixture(scope='module')

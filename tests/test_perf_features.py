@@ -16,11 +16,12 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import load_tool
 from pvt_mm import CvT, PVTv1, PVTv2
+from pvt_mm.cli import analysis
 from pvt_mm.models import layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'tools'))
 
 TINY_V2 = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
                mlp_ratios=(4, 4), sr_ratios=(2, 1))
@@ -36,14 +37,6 @@ def tiny_models():
         'pvtv1': PVTv1(arch=TINY_V2, drop_path_rate=0., pretrain_img_size=64),
         'cvt_cls': CvT(arch=TINY_CVT, with_cls_token=True, drop_path_rate=0.),
     }
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', os.path.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def max_diff(a, b):
@@ -354,9 +347,8 @@ def test_bf16_autocast_is_finite_and_close(name):
 # ------------------------------------------------------------- get_flops
 
 def test_flops_of_pvt_v2_b2_match_the_paper():
-    get_flops = load_tool('get_flops')
     model = PVTv2(arch='b2', out_type='avg_featmap', out_indices=(3, )).eval()
-    macs = get_flops.count_macs(model, torch.zeros(1, 3, 224, 224))
+    macs = analysis.count_macs(model, torch.zeros(1, 3, 224, 224))
     head = 512 * 1000  # the paper's number includes the classifier
     assert abs(macs + head - 4.0e9) / 4.0e9 < 0.03, macs
 
@@ -374,12 +366,11 @@ def attention_macs(model, side):
 
 
 def test_flops_count_the_attention_term():
-    get_flops = load_tool('get_flops')
     model = PVTv2(arch='b0').eval()
     counts = {}
     for side in (224, 448):
         with torch.no_grad():
-            analyzer = get_flops.flop_analyzer(model, (torch.zeros(1, 3, side, side), ))
+            analyzer = analysis.flop_analyzer(model, (torch.zeros(1, 3, side, side), ))
             counts[side] = (analyzer.total(), analyzer.by_operator())
         assert counts[side][1]['scaled_dot_product_attention'] == \
             attention_macs(model, side)
@@ -416,17 +407,17 @@ def cls_config(tmp_path):
 
 
 def test_get_flops_cli(cls_config, capsys):
-    assert load_tool('get_flops').main([cls_config, '--shape', '64']) == 0
+    assert load_tool('analysis_tools/get_flops').main([cls_config, '--shape', '64']) == 0
     out = capsys.readouterr().out
     assert 'Params: 3.' in out and 'fused attention' in out
-    assert load_tool('get_flops').main(
+    assert load_tool('analysis_tools/get_flops').main(
         [cls_config, '--shape', '64', '--backbone-only']) == 0
     assert 'backbone of' in capsys.readouterr().out
 
 
 def test_benchmark_tool(cls_config, tmp_path, capsys):
     out_json = tmp_path / 'bench.json'
-    bench = load_tool('benchmark')
+    bench = load_tool('analysis_tools/benchmark')
     assert bench.main([cls_config, '--shape', '64', '--shape', '96',
                        '--warmup', '1', '--repeats', '2',
                        '--json', str(out_json)]) == 0

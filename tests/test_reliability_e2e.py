@@ -209,7 +209,7 @@ def demo_data(tmp_path_factory):
     res = run_child('''
         import runpy, sys
         sys.argv = ['make_demo_data.py'] + sys.argv[1:]
-        runpy.run_path('tools/make_demo_data.py', run_name='__main__')
+        runpy.run_path('tools/misc/make_demo_data.py', run_name='__main__')
     ''', '--out', str(out), '--num-train', '8', '--num-val', '5',
         '--size', '96')
     assert res.returncode == 0, res.stderr[-3000:]
