@@ -16,6 +16,27 @@ def _seed():
     torch.manual_seed(0)
 
 
+# Tiny architectures, one per attention / FFN flavour, shared by the tests
+# (two stages, a few blocks: quick on CPU, still every code path).
+TINY_V2 = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+               mlp_ratios=(4, 4), sr_ratios=(2, 1))
+TINY_CVT = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+                patch_sizes=(7, 3), patch_strides=(4, 2), mlp_ratio=4)
+
+
+def tiny_models():
+    """One small model per family and FFN / attention flavour (random
+    weights, no stochastic depth): PVTv2, PVTv2-Li, PVTv1, CvT with its
+    class token."""
+    from pvt_mm import CvT, PVTv1, PVTv2
+    return {
+        'pvtv2': PVTv2(arch=TINY_V2, drop_path_rate=0.),
+        'pvtv2_li': PVTv2(arch=dict(TINY_V2, linear=True), drop_path_rate=0.),
+        'pvtv1': PVTv1(arch=TINY_V2, drop_path_rate=0., pretrain_img_size=64),
+        'cvt_cls': CvT(arch=TINY_CVT, with_cls_token=True, drop_path_rate=0.),
+    }
+
+
 def load_tool(name: str):
     """The module of ``tools/<name>.py`` (e.g. ``'analysis_tools/get_flops'``),
     loaded from its file: the tools are scripts, not a package."""

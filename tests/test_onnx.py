@@ -62,7 +62,7 @@ def test_onnx_export_matches_pytorch(tmp_path, name):
 
 
 def test_traceable_pool_equals_adaptive_pool():
-    from pvt_mm.models.layers import traceable_adaptive_avg_pool2d
+    from pvt_mm.execution import traceable_adaptive_avg_pool2d
     for shape in [(1, 2, 7, 7), (2, 3, 9, 13), (1, 1, 30, 17), (1, 1, 3, 5)]:
         x = torch.randn(shape)
         assert torch.allclose(traceable_adaptive_avg_pool2d(x, 7),
