@@ -221,6 +221,30 @@ def test_unrecognised_layout_lists_supported(tmp_path):
         load_pretrained(PVTv2(**V2_KW), path)
 
 
+@pytest.mark.parametrize('case', FORMAT_CASES, ids=[c[0] for c in FORMAT_CASES])
+def test_every_layout_matches_exactly_one_format(refs, case):
+    """Detection never depends on the order of the formats: each published
+    layout matches one format of one family, nothing else."""
+    from pvt_mm.models.checkpoint import unwrap
+    from pvt_mm.models.formats import FAMILY_FORMATS
+    _, make_sd, cls, _, fmt = case
+    sd = unwrap(make_sd(refs))
+    matches = [(f.family, f.name) for formats in FAMILY_FORMATS.values()
+               for f in formats if f.detect(sd)]
+    assert matches == [(cls.family, fmt)]
+    assert cls.checkpoint_formats is FAMILY_FORMATS[cls.family]
+
+
+def test_two_matching_formats_are_an_error():
+    from pvt_mm.models.checkpoint import convert_state_dict
+    from pvt_mm.models.formats import CheckpointFormat
+    sd = {'stages.0.patch_embed.proj.weight': torch.zeros(1)}
+    both = [CheckpointFormat('PVTv2', name, lambda sd: True, dict)
+            for name in ('layout A', 'layout B')]
+    with pytest.raises(CheckpointError, match='several.*layout A.*layout B'):
+        convert_state_dict(sd, 'PVTv2', formats=both)
+
+
 def test_classification_leftovers_are_only_listed(tmp_path, refs,
                                                   log_messages):
     sd = official_pvt_v1(refs['hf_v1'].state_dict())

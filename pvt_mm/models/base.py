@@ -66,6 +66,8 @@ class PyramidBackbone(BaseModule):
     """
     family = ''
     arch_settings: Dict[str, dict] = {}
+    # The checkpoint layouts this family reads (pvt_mm.models.formats).
+    checkpoint_formats: Tuple = ()
     arch_keys: Tuple[str, ...] = ()
     arch_optional_keys: Tuple[str, ...] = ()
     # Keys of the family's classification checkpoints that a dense backbone

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone, linear_drop_path
-from .checkpoint import register_format, rename_keys
+from .formats import CVT_FORMATS
 from .layers import Block, ConvFFN, ConvProjAttention, PatchEmbed, Stage
 
 _CVT = dict(patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2),
@@ -60,6 +60,7 @@ class CvT(PyramidBackbone):
     """
     family = 'CvT'
     arch_settings = ARCH_SETTINGS
+    checkpoint_formats = CVT_FORMATS
     arch_keys = ('embed_dims', 'depths', 'num_heads', 'patch_sizes',
                  'patch_strides', 'mlp_ratio')
     arch_optional_keys = ('patch_paddings', )
@@ -123,50 +124,3 @@ class CvT(PyramidBackbone):
             self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
         self._init_outputs(out_indices, norm_eps if out_norms else None,
                            extra_downsample=extra_downsample)
-
-
-# ---------------------------------------------------------------- weights
-
-def _is_ours(sd):
-    return 'stages.0.patch_embed.proj.weight' in sd and any(
-        '.attn.conv_proj_q.' in k for k in sd)
-
-
-def _is_official(sd):
-    return 'stage0.patch_embed.proj.weight' in sd
-
-
-def _from_official(sd):
-    return rename_keys(sd, [(r'^stage(\d)\.', r'stages.\1.')])
-
-
-def _is_hf(sd):
-    return any(k.startswith(('encoder.stages.0.embedding.',
-                             'cvt.encoder.stages.0.embedding.')) for k in sd)
-
-
-def _from_hf(sd):
-    return rename_keys(sd, [
-        (r'^cvt\.', ''),
-        (r'^encoder\.stages\.(\d)\.', r'stages.\1.'),
-        (r'\.embedding\.convolution_embeddings\.projection\.', '.patch_embed.proj.'),
-        (r'\.embedding\.convolution_embeddings\.normalization\.', '.patch_embed.norm.'),
-        (r'\.layers\.(\d+)\.', r'.blocks.\1.'),
-        (r'\.attention\.attention\.convolution_projection_(q|k|v)\w*'
-         r'\.convolution_projection\.convolution\.', r'.attn.conv_proj_\1.conv.'),
-        (r'\.attention\.attention\.convolution_projection_(q|k|v)\w*'
-         r'\.convolution_projection\.normalization\.', r'.attn.conv_proj_\1.bn.'),
-        (r'\.attention\.attention\.projection_(q|k|v)\w*\.', r'.attn.proj_\1.'),
-        (r'\.attention\.output\.dense\.', '.attn.proj.'),
-        (r'\.intermediate\.dense\.', '.mlp.fc1.'),
-        (r'\.output\.dense\.', '.mlp.fc2.'),
-        (r'\.layernorm_before\.', '.norm1.'),
-        (r'\.layernorm_after\.', '.norm2.'),
-        (r'^layernorm\.', 'norm.'),
-        (r'^classifier\.', 'head.'),
-    ])
-
-
-register_format('CvT', 'pvt_mm', _is_ours, dict)
-register_format('CvT', 'official CvT', _is_official, _from_official)
-register_format('CvT', 'HF CvtModel', _is_hf, _from_hf)

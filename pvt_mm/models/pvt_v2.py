@@ -10,8 +10,7 @@ import torch
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone, linear_drop_path
-from .checkpoint import (merge_kv, register_format, rename_keys,
-                         split_fused_qkv)
+from .formats import PVTV2_FORMATS
 from .layers import Block, ConvFFN, PatchEmbed, SRAttention, Stage
 
 _WIDE = (64, 128, 320, 512)
@@ -65,6 +64,7 @@ class PVTv2(PyramidBackbone):
     """
     family = 'PVTv2'
     arch_settings = ARCH_SETTINGS
+    checkpoint_formats = PVTV2_FORMATS
     arch_keys = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'sr_ratios')
     arch_optional_keys = ('linear', )
 
@@ -124,100 +124,3 @@ class PVTv2(PyramidBackbone):
         if self.linear:
             return [1] * len(self.stages)
         return list(self.arch['sr_ratios'])
-
-
-# ---------------------------------------------------------------- weights
-# Every layout below is converted to our keys, e.g.
-# ``stages.1.blocks.0.attn.kv.weight``, ``stages.3.norm.weight``.
-
-def _is_ours(sd):
-    return 'stages.0.patch_embed.proj.weight' in sd and any(
-        '.mlp.dwconv.' in k for k in sd)
-
-
-def _is_official(sd):
-    return 'patch_embed1.proj.weight' in sd and any(
-        'mlp.dwconv.dwconv' in k for k in sd)
-
-
-def _from_official(sd):
-    return rename_keys(sd, [
-        (r'^patch_embed(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.patch_embed.'),
-        (r'^block(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.'),
-        (r'^norm(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.norm.'),
-        (r'\.dwconv\.dwconv\.', '.dwconv.'),
-    ])
-
-
-def _is_timm(sd):
-    return 'patch_embed.proj.weight' in sd and 'stages.0.blocks.0.attn.q.weight' in sd
-
-
-def _from_timm(sd):
-    return rename_keys(sd, [
-        (r'^patch_embed\.', 'stages.0.patch_embed.'),
-        (r'^stages\.(\d)\.downsample\.', r'stages.\1.patch_embed.'),
-    ])
-
-
-def _is_hf(sd):
-    return any(k.startswith(('encoder.layers.0.patch_embedding.',
-                             'pvt_v2.encoder.layers.0.patch_embedding.'))
-               for k in sd)
-
-
-def _from_hf(sd):
-    sd = rename_keys(sd, [
-        (r'^pvt_v2\.', ''),
-        (r'^encoder\.layers\.(\d)\.', r'stages.\1.'),
-        (r'\.patch_embedding\.layer_norm\.', '.patch_embed.norm.'),
-        (r'\.patch_embedding\.', '.patch_embed.'),
-        (r'\.layer_norm_1\.', '.norm1.'),
-        (r'\.layer_norm_2\.', '.norm2.'),
-        (r'\.attention\.query\.', '.attn.q.'),
-        (r'\.attention\.spatial_reduction\.', '.attn.sr.'),
-        (r'\.attention\.layer_norm\.', '.attn.norm.'),
-        (r'\.attention\.', '.attn.'),
-        (r'\.mlp\.dense1\.', '.mlp.fc1.'),
-        (r'\.mlp\.dense2\.', '.mlp.fc2.'),
-        (r'\.mlp\.dwconv\.dwconv\.', '.mlp.dwconv.'),
-        (r'^(stages\.\d)\.layer_norm\.', r'\1.norm.'),
-        (r'^classifier\.', 'head.'),
-    ])
-    return merge_kv(sd, 'key', 'value', 'kv')
-
-
-def _is_mmdet(sd, conv_ffn=True):
-    return 'layers.0.0.projection.weight' in sd and (
-        any('ffn.layers.1.weight' in k and sd[k].dim() == 4 for k in sd)
-        == conv_ffn)
-
-
-def from_mmdet(sd, pos_embed: bool):
-    """mmdet 3.x built-in ``PyramidVisionTransformer(V2)`` -> our keys."""
-    offset = int(pos_embed)  # mmdet puts the pos-embed module before blocks
-    fc2 = '3' if pos_embed else '4'
-    sd = rename_keys(sd, [
-        (r'^layers\.(\d)\.0\.projection\.', r'stages.\1.patch_embed.proj.'),
-        (r'^layers\.(\d)\.0\.norm\.', r'stages.\1.patch_embed.norm.'),
-        (r'^layers\.(\d)\.1\.0\.pos_embed$', r'stages.\1.pos_embed'),
-        (r'^layers\.(\d)\.1\.(\d+)\.',
-         lambda m: f'stages.{m[1]}.blocks.{int(m[2]) - offset}.'),
-        (r'^layers\.(\d)\.2\.', r'stages.\1.norm.'),
-        (r'\.attn\.attn\.out_proj\.', '.attn.proj.'),
-        (r'\.ffn\.layers\.0\.', '.mlp.fc1.'),
-        (r'\.ffn\.layers\.1\.', '.mlp.dwconv.'),
-        (rf'\.ffn\.layers\.{fc2}\.', '.mlp.fc2.'),
-    ])
-    sd = split_fused_qkv(sd, 'attn.attn.in_proj_', 'attn.q', 'attn.kv')
-    # mmdet runs fc1/fc2 as 1x1 convs.
-    return {k: v.flatten(1) if ('.fc1.weight' in k or '.fc2.weight' in k)
-            and v.dim() == 4 else v for k, v in sd.items()}
-
-
-register_format('PVTv2', 'pvt_mm', _is_ours, dict)
-register_format('PVTv2', 'official PVTv2', _is_official, _from_official)
-register_format('PVTv2', 'timm pvt_v2', _is_timm, _from_timm)
-register_format('PVTv2', 'HF PvtV2Model', _is_hf, _from_hf)
-register_format('PVTv2', 'mmdet PyramidVisionTransformerV2', _is_mmdet,
-                lambda sd: from_mmdet(sd, pos_embed=False))
