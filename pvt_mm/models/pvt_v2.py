@@ -6,12 +6,10 @@ attention (or linear SRA for B2-Li), a LayerNorm after each stage.
 """
 from typing import Optional, Sequence, Union
 
-import torch
-
 from pvt_mm.registry import MODELS
-from .base import PyramidBackbone, linear_drop_path
+from .base import PyramidBackbone
 from .formats import PVTV2_FORMATS
-from .layers import Block, ConvFFN, PatchEmbed, SRAttention, Stage
+from .layers import ConvFFN, SRAttention
 
 _WIDE = (64, 128, 320, 512)
 _HEADS = (1, 2, 5, 8)
@@ -44,23 +42,16 @@ class PVTv2(PyramidBackbone):
         arch: ``'b0'`` ... ``'b5'``, ``'b2_li'``, or a dict with
             ``embed_dims, depths, num_heads, mlp_ratios, sr_ratios``
             (optional ``linear``).
-        in_channels: input image channels.
         out_indices: stages to return (0..3, strides 4/8/16/32); default
             all for ``'featmap'``, the last for ``'avg_featmap'``.
-        out_type: ``'featmap'`` (dense prediction) or ``'avg_featmap'``
-            (classification: mean of the normed last stage).
-        qkv_bias: bias in the q / kv projections.
-        drop_rate, attn_drop_rate: dropout rates.
-        drop_path_rate: stochastic depth, linear over all blocks.
         norm_eps: eps of block and stage LayerNorms (official: 1e-6).
         embed_norm_eps: eps of patch-embed and spatial-reduction LayerNorms
             (official: 1e-5; mmdet's built-in and HF use 1e-6).
-        frozen_stages: stages ``0..frozen_stages`` get no gradients and stay
-            in eval mode; -1 freezes nothing.
-        norm_eval: keep BatchNorm layers in eval mode (none in PVTv2).
-        with_cp: activation checkpointing per block.
-        init_cfg: e.g. ``dict(type='Pretrained', checkpoint=PATH)``; any
-            supported checkpoint layout is converted on load.
+        **kwargs: the arguments every family shares (``in_channels``,
+            ``out_type`` (``'featmap'`` or ``'avg_featmap'``), ``qkv_bias``,
+            dropout and drop-path rates, ``frozen_stages``, ``norm_eval``,
+            ``with_cp``, ``init_cfg``): see
+            :class:`~pvt_mm.models.base.PyramidBackbone`.
     """
     family = 'PVTv2'
     arch_settings = ARCH_SETTINGS
@@ -70,54 +61,31 @@ class PVTv2(PyramidBackbone):
 
     def __init__(self,
                  arch: Union[str, dict] = 'b2',
-                 in_channels: int = 3,
+                 *,
                  out_indices: Optional[Sequence[int]] = None,
-                 out_type: str = 'featmap',
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
                  norm_eps: float = 1e-6,
                  embed_norm_eps: float = 1e-5,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 init_cfg=None,
                  **kwargs):
-        super().__init__(in_channels, out_type, norm_eval, frozen_stages,
-                         init_cfg, kwargs)
-        if out_type == 'cls_token':
+        super().__init__(**kwargs)
+        if self.out_type == 'cls_token':
             raise ValueError("PVTv2 has no class token; use out_type="
                              "'avg_featmap' for classification")
         self.arch = a = self.resolve_arch(arch)
         self.linear = linear = a.get('linear', False)
-        total = sum(a['depths'])
-        dpr = linear_drop_path(drop_path_rate, total)
-        stages, prev, first = [], in_channels, 0
-        for i, dims in enumerate(a['embed_dims']):
-            patch_embed = PatchEmbed(prev, dims, kernel_size=7 if i == 0 else 3,
-                                     stride=4 if i == 0 else 2,
-                                     padding=3 if i == 0 else 1,
-                                     norm_eps=embed_norm_eps)
-            blocks = [
-                Block(dims,
-                      attn=SRAttention(dims, a['num_heads'][i],
-                                       sr_ratio=a['sr_ratios'][i],
-                                       linear=linear, qkv_bias=qkv_bias,
-                                       attn_drop=attn_drop_rate,
-                                       proj_drop=drop_rate,
-                                       sr_norm_eps=embed_norm_eps),
-                      mlp=ConvFFN(dims, int(dims * a['mlp_ratios'][i]),
-                                  dwconv=True, extra_relu=linear,
-                                  drop=drop_rate),
-                      drop_path=dpr[first + j], norm_eps=norm_eps)
-                for j in range(a['depths'][i])
-            ]
-            stages.append(Stage(patch_embed, blocks, norm_eps=norm_eps,
-                                with_cp=with_cp))
-            first += a['depths'][i]
-            prev = dims
-        self.stages = torch.nn.ModuleList(stages)
+
+        def block_layers(i: int, dims: int):
+            return (SRAttention(dims, a['num_heads'][i], a['sr_ratios'][i],
+                                linear=linear, sr_norm_eps=embed_norm_eps,
+                                **self.attn_args()),
+                    ConvFFN(dims, int(dims * a['mlp_ratios'][i]), dwconv=True,
+                            extra_relu=linear, drop=self.drop_rate))
+
+        self.stages = self.build_stages(
+            a['embed_dims'], a['depths'],
+            patch_embed=lambda i: (7, 4, 3) if i == 0 else (3, 2, 1),
+            block_layers=block_layers, norm_eps=norm_eps,
+            embed_norm_eps=embed_norm_eps,
+            stage_args=lambda i: dict(norm_eps=norm_eps))
         self._init_outputs(out_indices)
 
     def stage_min_sizes(self):
