@@ -16,12 +16,30 @@ def _seed():
     torch.manual_seed(0)
 
 
-# Tiny architectures, one per attention / FFN flavour, shared by the tests
-# (two stages, a few blocks: quick on CPU, still every code path).
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny models: no OpenMP overhead, no
+    contention on a busy machine, bit-identical reruns)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# Small architectures shared by the tests: every stage and code path of a
+# family at a fraction of the cost. Two-stage variants for the execution
+# tests; full pyramids (4 PVT stages / 3 CvT stages) where the number of
+# stages matters (outputs, ONNX, checkpoints).
 TINY_V2 = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
                mlp_ratios=(4, 4), sr_ratios=(2, 1))
 TINY_CVT = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
                 patch_sizes=(7, 3), patch_strides=(4, 2), mlp_ratio=4)
+PYRAMID_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
+                  depths=(1, 1, 1, 1), mlp_ratios=(4, 4, 4, 4),
+                  sr_ratios=(8, 4, 2, 1))
+PYRAMID_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3),
+                   depths=(1, 1, 1), patch_sizes=(7, 3, 3),
+                   patch_strides=(4, 2, 2), mlp_ratio=2)
 
 
 def tiny_models():

@@ -22,17 +22,20 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from conftest import REPO_ROOT
-from test_reliability import _one_thread  # noqa: F401  (autouse fixture)
 from test_reliability import (assert_same_weights, last_checkpoint, run_toy,
                               toy_cfg, weights)
 
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
+# children import test_reliability (here) and conftest (tests/)
+CHILD_PATH = os.pathsep.join([TESTS_DIR, osp.dirname(TESTS_DIR)])
 PY = sys.executable
+
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def run_child(code: str, *args, timeout=300, **kwargs):
     """Run ``code`` in a fresh interpreter that can import the test modules."""
-    env = dict(os.environ, PYTHONPATH=TESTS_DIR, OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHONPATH=CHILD_PATH, OMP_NUM_THREADS='1')
     return subprocess.run([PY, '-c', textwrap.dedent(code), *args], env=env,
                           capture_output=True, text=True, timeout=timeout,
                           cwd=REPO_ROOT, **kwargs)
@@ -165,7 +168,7 @@ def ddp_toy_cfg(work_dir, batch_size):
 
 def test_ddp_gloo_matches_single_process(tmp_path):
     ddp_work = tmp_path / 'ddp'
-    env = dict(os.environ, PYTHONPATH=TESTS_DIR, OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHONPATH=CHILD_PATH, OMP_NUM_THREADS='1')
     script = tmp_path / 'ddp_toy.py'
     script.write_text(textwrap.dedent(DDP_TOY))
     res = subprocess.run(

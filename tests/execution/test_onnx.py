@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import PYRAMID_CVT, PYRAMID_V2
 from pvt_mm import CvT, PVTv1, PVTv2
 
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')
 
-TINY_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
-               depths=(1, 1, 1, 1), mlp_ratios=(4, 4, 4, 4),
-               sr_ratios=(8, 4, 2, 1))
-TINY_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), depths=(1, 1, 1),
-                patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2), mlp_ratio=2)
+TINY_V2, TINY_CVT = PYRAMID_V2, PYRAMID_CVT
 
 MODELS = {
     # PVTv1 exported at its pretraining size: the pos-embed resize must

@@ -3,8 +3,8 @@
 The layers' fast paths (banded CPU execution of the FFN in inference and
 training, in-place residual sums, the FFN's recompute-in-backward) must
 give the results of the plain computation; the backbones must compile without graph breaks and run under
-bf16 autocast; tools/get_flops.py must count the fused attention;
-tools/benchmark.py and benchmarks/bench_backbones.py must run.
+bf16 autocast; tools/analysis_tools/get_flops.py must count the fused attention;
+tools/analysis_tools/benchmark.py and benchmarks/bench_backbones.py must run.
 """
 import importlib.util
 import json
@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import TINY_V2, load_tool, tiny_models
+from conftest import REPO_ROOT, TINY_V2, load_tool, tiny_models
 from pvt_mm import PVTv2
 from pvt_mm.cli import analysis
 from pvt_mm.execution import (add_residual, attention, execution_policy,
@@ -25,7 +25,7 @@ from pvt_mm.execution import ffn as ffn_mod
 from pvt_mm.execution import sdpa
 from pvt_mm.models import layers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 
 def max_diff(a, b):
     return max((x - y).abs().max().item() for x, y in zip(a, b))

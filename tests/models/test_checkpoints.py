@@ -1,5 +1,5 @@
 """Pretrained loading: layout detection, wrappers, strictness, safety, and the
-``tools/convert_checkpoint.py`` CLI (incl. official detection/segmentation
+``tools/model_converters/convert_checkpoint.py`` CLI (incl. official detection/segmentation
 checkpoints). Numerics of every converter are in ``test_equivalence.py``."""
 import importlib.util
 import logging
@@ -8,20 +8,17 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from conftest import PYRAMID_CVT, PYRAMID_V2, REPO_ROOT, load_tool
 from pvt_mm import CvT, PVTv1, PVTv2
 from pvt_mm.models import CheckpointError, load_pretrained
-from test_equivalence import (HF_CVT_TO_OFFICIAL, TIMM_V2_TO_OFFICIAL,
-                              assert_stages_close, official_pvt_v1,
-                              randomize_, renamed)
+from references import (HF_CVT_TO_OFFICIAL, TIMM_V2_TO_OFFICIAL,
+                        assert_stages_close, official_pvt_v1, randomize_,
+                        renamed)
 
-SMALL_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
-                depths=(1, 1, 1, 1), mlp_ratios=(8, 8, 4, 4),
-                sr_ratios=(8, 4, 2, 1))
+# The reference models' defaults: MLP ratios 8/8/4/4 (PVT), 4 (CvT).
+SMALL_V2 = dict(PYRAMID_V2, mlp_ratios=(8, 8, 4, 4))
 SMALL_V1 = dict(SMALL_V2)
-SMALL_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3),
-                 depths=(1, 2, 3), patch_sizes=(7, 3, 3),
-                 patch_strides=(4, 2, 2), mlp_ratio=4)
+SMALL_CVT = dict(PYRAMID_CVT, depths=(1, 2, 3), mlp_ratio=4)
 
 
 # ------------------------------------------------------------ references
