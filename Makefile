@@ -12,7 +12,7 @@ setup:
 	bash tools/setup_env.sh
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) tools/misc/demo.py
 
 test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)

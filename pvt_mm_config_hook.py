@@ -13,10 +13,19 @@ start-up by the ``pvt_mm_config.pth`` file that ``setup.py`` installs, which
 defers it until ``mmengine.config`` is imported.
 """
 import importlib.util
+import os
 import os.path as osp
 import sys
 
 PREFIX = 'pvt_mm::'
+#: ``PVT_MM_CONFIG_HOOK=0`` leaves MMEngine's ``Config`` untouched (then
+#: ``pvt_mm::`` base paths do not resolve). docs/process_wide_changes.md.
+OFF_SWITCH = 'PVT_MM_CONFIG_HOOK'
+
+
+def enabled() -> bool:
+    return os.environ.get(OFF_SWITCH, '1').strip().lower() not in (
+        '0', 'false', 'no', 'off')
 
 
 def configs_dir() -> str:
@@ -70,7 +79,10 @@ class _ApplyOnImport:
 
 
 def install_import_hook() -> None:
-    """Called from the ``.pth`` file at start-up; cheap (no imports)."""
+    """Called from the ``.pth`` file at start-up and by ``import pvt_mm``;
+    cheap (no imports). Does nothing with ``PVT_MM_CONFIG_HOOK=0``."""
+    if not enabled():
+        return
     if 'mmengine.config.config' in sys.modules:
         apply(sys.modules['mmengine.config.config'].Config)
     elif not any(isinstance(f, _ApplyOnImport) for f in sys.meta_path):

@@ -218,14 +218,6 @@ def matmul_peak(spec: dict) -> dict:
     return dict(gflops=2 * n ** 3 / statistics.median(times[1:]) / 1e9)
 
 
-def _load_get_flops():
-    path = os.path.join(REPO, 'tools', 'get_flops.py')
-    module_spec = importlib.util.spec_from_file_location('pvt_mm_get_flops', path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 def model_flops(spec: dict) -> dict:
     """Forward FLOPs (2 x multiply-accumulates, attention included) of the
     pvt_mm model at one size."""
@@ -233,7 +225,8 @@ def model_flops(spec: dict) -> dict:
     torch.set_num_threads(spec['threads'])
     model = MODELS[spec['model']]['impls']['pvt_mm']().eval()
     h, w = parse_size(spec['size'])
-    macs = _load_get_flops().count_macs(model, torch.zeros(1, 3, h, w))
+    from pvt_mm.cli.analysis import count_macs
+    macs = count_macs(model, torch.zeros(1, 3, h, w))
     return dict(gflop=2 * macs / 1e9)
 
 

@@ -1,14 +1,19 @@
 """pvt_mm: PVTv1, PVTv2 and CvT backbones for OpenMMLab.
 
-``import pvt_mm`` registers the backbones in the ``pvt_mm`` registry scope;
-it needs torch, mmengine and mmcv only (never mmdet, mmseg or mmpretrain).
+``import pvt_mm`` registers the backbones in the ``pvt_mm`` registry scope
+and makes sure MMEngine resolves ``pvt_mm::`` base-config paths (the one
+process-wide change it makes; docs/process_wide_changes.md lists every
+such change, why, and how to turn it off). It needs torch, mmengine and
+mmcv only (never mmdet, mmseg or mmpretrain).
 """
+import pvt_mm_config_hook
+
+from .models import CvT, PVTv1, PVTv2  # registers them
 from .registry import MODELS
 from .version import __version__
-from .models import CvT, PVTv1, PVTv2  # noqa: E402  (registers them)
 
 __all__ = ['MODELS', 'PVTv1', 'PVTv2', 'CvT', '__version__']
 
-import pvt_mm_config_hook  # noqa: E402
-
+# Normally already done at interpreter start-up by pvt_mm_config.pth; this
+# covers interpreters without it (e.g. a source checkout on PYTHONPATH).
 pvt_mm_config_hook.install_import_hook()

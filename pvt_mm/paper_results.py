@@ -1,5 +1,5 @@
 """Published results for the configs in configs/, as data for
-``tools/paper_table.py`` and docs/model_zoo.md.
+``tools/analysis_tools/paper_table.py`` and docs/model_zoo.md.
 
 ``PAPER_RESULTS[config_stem]`` maps metric names - as MMDetection /
 MMSegmentation / MMPretrain report them, without the ``coco/`` or

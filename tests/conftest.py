@@ -14,3 +14,54 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny models: no OpenMP overhead, no
+    contention on a busy machine, bit-identical reruns)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# Small architectures shared by the tests: every stage and code path of a
+# family at a fraction of the cost. Two-stage variants for the execution
+# tests; full pyramids (4 PVT stages / 3 CvT stages) where the number of
+# stages matters (outputs, ONNX, checkpoints).
+TINY_V2 = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+               mlp_ratios=(4, 4), sr_ratios=(2, 1))
+TINY_CVT = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+                patch_sizes=(7, 3), patch_strides=(4, 2), mlp_ratio=4)
+PYRAMID_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
+                  depths=(1, 1, 1, 1), mlp_ratios=(4, 4, 4, 4),
+                  sr_ratios=(8, 4, 2, 1))
+PYRAMID_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3),
+                   depths=(1, 1, 1), patch_sizes=(7, 3, 3),
+                   patch_strides=(4, 2, 2), mlp_ratio=2)
+
+
+def tiny_models():
+    """One small model per family and FFN / attention flavour (random
+    weights, no stochastic depth): PVTv2, PVTv2-Li, PVTv1, CvT with its
+    class token."""
+    from pvt_mm import CvT, PVTv1, PVTv2
+    return {
+        'pvtv2': PVTv2(arch=TINY_V2, drop_path_rate=0.),
+        'pvtv2_li': PVTv2(arch=dict(TINY_V2, linear=True), drop_path_rate=0.),
+        'pvtv1': PVTv1(arch=TINY_V2, drop_path_rate=0., pretrain_img_size=64),
+        'cvt_cls': CvT(arch=TINY_CVT, with_cls_token=True, drop_path_rate=0.),
+    }
+
+
+def load_tool(name: str):
+    """The module of ``tools/<name>.py`` (e.g. ``'analysis_tools/get_flops'``),
+    loaded from its file: the tools are scripts, not a package."""
+    import importlib.util
+    path = os.path.join(REPO_ROOT, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(
+        'tool_' + name.replace('/', '_'), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

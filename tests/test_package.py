@@ -77,3 +77,26 @@ def test_pkg_base_config_from_outside_the_repo(tmp_path):
     ''', cwd=str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ['pvt_mm.PVTv2', 'b0', '1']
+
+
+@pytest.mark.parametrize('off', [False, True], ids=['default', 'switched_off'])
+def test_process_wide_changes_have_off_switches(off):
+    """docs/process_wide_changes.md: the config-path hook and the safe
+    checkpoint loader are on by default and off with their variables."""
+    env = dict(os.environ)
+    if off:
+        env.update(PVT_MM_CONFIG_HOOK='0', PVT_MM_SAFE_CHECKPOINTS='0')
+    code = textwrap.dedent('''
+        import pvt_mm, pvt_mm.engine
+        from mmengine.config import Config
+        from mmengine.runner import CheckpointLoader
+        hook = getattr(Config.__dict__['_get_cfg_path'].__func__,
+                       '_pvt_mm_shim', False)
+        loader = CheckpointLoader._schemes['']
+        print(hook, loader is pvt_mm.engine.load_from_local)
+    ''')
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd='/', env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == (['False', 'False'] if off else
+                                  ['True', 'True'])

@@ -6,15 +6,15 @@
 
 Prints the metrics and writes them, with the config and checkpoint, to
 ``<work dir>/metrics.json`` (``--metrics-out`` to change), which
-``tools/paper_table.py`` compares with the paper.
+``tools/analysis_tools/paper_table.py`` compares with the paper.
 """
 import argparse
 import json
 import os
 import os.path as osp
 
-from common import (add_common_args, build_runner, finish, load_config,
-                    prepare)
+from pvt_mm.cli import (add_common_args, build_runner, config_from_args,
+                        finish, prepare)
 
 #: Training-only settings; MMEngine builds a test-only runner without them.
 TRAIN_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper',
@@ -46,7 +46,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = load_config(args.config, args)
+    cfg = config_from_args(args.config, args)
     for key in TRAIN_KEYS:
         cfg[key] = None
     cfg.load_from = args.checkpoint

@@ -13,8 +13,8 @@ any model is built (see pvt_mm/datasets/layout.py).
 import argparse
 import os.path as osp
 
-from common import (add_common_args, build_runner, finish, load_config,
-                    prepare)
+from pvt_mm.cli import (add_common_args, build_runner, config_from_args,
+                        finish, prepare)
 
 
 def parse_args(argv=None):
@@ -58,7 +58,7 @@ def apply_train_args(cfg, args) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args)
+    cfg = config_from_args(args.config, args)
     apply_train_args(cfg, args)
     prepare(cfg, splits=('train', 'val'))
     runner = build_runner(cfg)

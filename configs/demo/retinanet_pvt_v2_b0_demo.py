@@ -1,4 +1,4 @@
-# RetinaNet + PVTv2-B0 on the generated demo data (tools/make_demo_data.py):
+# RetinaNet + PVTv2-B0 on the generated demo data (tools/misc/make_demo_data.py):
 # 128x128 scenes of 3 shape classes, trained from scratch in a few minutes
 # on 2 CPU cores (`make demo`). Everything not set here is the real COCO
 # config it inherits.

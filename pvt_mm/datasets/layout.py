@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, List, Tuple
 MAX_PARSED_JSON_BYTES = 64 * 2**20
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 FIX_HINT = ('Point the config at your copy with `--cfg-options '
-            'data_root=PATH`, or run `python tools/make_demo_data.py` and '
+            'data_root=PATH`, or run `python tools/misc/make_demo_data.py` and '
             'use a configs/demo/ config.')
 
 

@@ -132,11 +132,23 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(filepath, obj.encode(encoding))
 
 
+#: ``PVT_MM_SAFE_CHECKPOINTS=0``: ``import pvt_mm.engine`` leaves torch's
+#: allowlist and MMEngine's local checkpoint loader as they are.
+OFF_SWITCH = 'PVT_MM_SAFE_CHECKPOINTS'
+
+
+def safe_checkpoints_wanted() -> bool:
+    """Whether ``import pvt_mm.engine`` calls :func:`enable_safe_checkpoints`
+    (unless ``PVT_MM_SAFE_CHECKPOINTS`` is ``0``/``false``/``off``)."""
+    return os.environ.get(OFF_SWITCH, '1').strip().lower() not in (
+        '0', 'false', 'no', 'off')
+
+
 def enable_safe_checkpoints() -> None:
     """Allowlist MMEngine's checkpoint types for ``weights_only`` loading,
     route MMEngine's local checkpoint reads through :func:`load_from_local`
     and register :class:`AtomicLocalBackend`. Idempotent; ``import
-    pvt_mm.engine`` calls it.
+    pvt_mm.engine`` calls it unless ``PVT_MM_SAFE_CHECKPOINTS=0``.
 
     Needs torch >= 2.6 (``weights_only`` by default, allowlist entries
     under a name); with an older torch MMEngine's loader is left as it is.

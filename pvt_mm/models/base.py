@@ -1,7 +1,7 @@
 """What every pvt_mm backbone shares: arch tables, argument checks, the
 output contract, freezing, initialisation and pretrained loading."""
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -9,7 +9,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .layers import PatchEmbed, nchw_to_tokens, tokens_to_nchw
+from .layers import Block, PatchEmbed, Stage, nchw_to_tokens, tokens_to_nchw
 
 # Arguments other OpenMMLab backbones take that mean nothing here, with what
 # to do instead. Passing any of them is an error, never silently ignored.
@@ -57,10 +57,26 @@ def reject_unknown_kwargs(cls_name: str, kwargs: dict) -> None:
 class PyramidBackbone(BaseModule):
     """Base of :class:`PVTv1`, :class:`PVTv2` and :class:`CvT`.
 
-    Subclasses set ``arch_settings`` (name -> hyper-parameter dict),
-    ``arch_keys`` (the keys a custom arch dict must have) and build
-    ``self.stages`` (a ``ModuleList`` of :class:`~pvt_mm.models.layers.Stage`)
-    before calling :meth:`_init_outputs`.
+    Subclasses set ``family``, ``arch_settings`` (name -> hyper-parameter
+    dict), ``arch_keys`` (the keys a custom arch dict must have) and
+    ``checkpoint_formats``, build ``self.stages`` with :meth:`build_stages`
+    and call :meth:`_init_outputs`.
+
+    Args (shared by every family; a family's own arguments are listed in its
+    class):
+        in_channels: input image channels.
+        out_type: ``'featmap'`` (dense prediction) or, for classification,
+            ``'avg_featmap'`` (mean of the normed last stage) / ``'cls_token'``
+            (families with a class token).
+        qkv_bias: bias in the query / key / value projections.
+        drop_rate, attn_drop_rate: dropout rates.
+        drop_path_rate: stochastic depth, linear over all blocks.
+        frozen_stages: stages ``0..frozen_stages`` get no gradients and stay
+            in eval mode; -1 freezes nothing.
+        norm_eval: keep BatchNorm layers in eval mode.
+        with_cp: activation checkpointing per block.
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint=PATH)``; any
+            supported checkpoint layout is converted on load.
 
     Output contract: ``forward`` returns a tuple with one NCHW map per
     ``out_indices`` entry (``out_type='featmap'``), or a 1-tuple with a
@@ -70,6 +86,8 @@ class PyramidBackbone(BaseModule):
     """
     family = ''
     arch_settings: Dict[str, dict] = {}
+    # The checkpoint layouts this family reads (pvt_mm.models.formats).
+    checkpoint_formats: Tuple = ()
     arch_keys: Tuple[str, ...] = ()
     arch_optional_keys: Tuple[str, ...] = ()
     # Keys of the family's classification checkpoints that a dense backbone
@@ -111,13 +129,18 @@ class PyramidBackbone(BaseModule):
                         f'got {type(arch).__name__}')
 
     def __init__(self,
-                 in_channels: int,
-                 out_type: str,
-                 norm_eval: bool,
-                 frozen_stages: int,
-                 init_cfg,
-                 unknown_kwargs: dict):
-        reject_unknown_kwargs(type(self).__name__, unknown_kwargs)
+                 in_channels: int = 3,
+                 out_type: str = 'featmap',
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=None,
+                 **kwargs):
+        reject_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(init_cfg=init_cfg)
         if not (isinstance(in_channels, int) and in_channels > 0):
             raise ValueError(f'in_channels must be a positive int, got '
@@ -127,11 +150,65 @@ class PyramidBackbone(BaseModule):
                              f'{out_type!r}')
         self.in_channels = in_channels
         self.out_type = out_type
+        self.qkv_bias = qkv_bias
+        self.drop_rate = drop_rate
+        self.attn_drop_rate = attn_drop_rate
+        self.drop_path_rate = drop_path_rate
         self.norm_eval = norm_eval
         self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
         self._checked_sizes = set()
 
     # ------------------------------------------------------------ building
+    def attn_args(self) -> dict:
+        """The attention layers' shared arguments."""
+        return dict(qkv_bias=self.qkv_bias, attn_drop=self.attn_drop_rate,
+                    proj_drop=self.drop_rate)
+
+    def class_token_wanted(self, with_cls_token: Optional[bool]) -> bool:
+        """Whether the last stage runs a class token: ``with_cls_token``,
+        by default only for ``out_type='cls_token'``."""
+        if with_cls_token is None:
+            with_cls_token = self.out_type == 'cls_token'
+        if self.out_type == 'cls_token' and not with_cls_token:
+            raise ValueError("out_type='cls_token' needs with_cls_token=True")
+        return with_cls_token
+
+    def build_stages(self,
+                     embed_dims: Sequence[int],
+                     depths: Sequence[int],
+                     patch_embed: Callable[[int], Tuple[int, int, int]],
+                     block_layers: Callable[[int, int],
+                                            Tuple[nn.Module, nn.Module]],
+                     norm_eps: float,
+                     embed_norm_eps: float,
+                     stage_args: Callable[[int], dict] = lambda i: {}
+                     ) -> nn.ModuleList:
+        """The stages: the assembly every family shares.
+
+        Stage ``i`` is a :class:`PatchEmbed` from the previous width to
+        ``embed_dims[i]`` (kernel, stride and padding from
+        ``patch_embed(i)``, LayerNorm eps ``embed_norm_eps``) followed by
+        ``depths[i]`` pre-norm :class:`Block` s (LayerNorm eps ``norm_eps``)
+        whose attention and FFN ``block_layers(i, dims)`` builds, with
+        stochastic depth rising linearly over all blocks to
+        ``drop_path_rate``. ``stage_args(i)`` gives the remaining
+        :class:`Stage` arguments (norm, position embedding, class token...).
+        """
+        rates = iter(linear_drop_path(self.drop_path_rate, sum(depths)))
+        stages, prev = [], self.in_channels
+        for i, (dims, depth) in enumerate(zip(embed_dims, depths)):
+            kernel, stride, padding = patch_embed(i)
+            embed = PatchEmbed(prev, dims, kernel, stride, padding=padding,
+                               norm_eps=embed_norm_eps)
+            blocks = [Block(dims, *block_layers(i, dims), drop_path=next(rates),
+                            norm_eps=norm_eps) for _ in range(depth)]
+            stages.append(Stage(embed, blocks, with_cp=self.with_cp,
+                                **stage_args(i)))
+            prev = dims
+        return nn.ModuleList(stages)
+
+
     def _init_outputs(self,
                       out_indices: Union[None, int, Sequence[int]],
                       out_norm_eps: Optional[float] = None,

@@ -1,21 +1,23 @@
 """Loading pretrained weights: safely, in any published layout, strictly.
 
-Every family module registers the checkpoint layouts it understands with
-:func:`register_format` (a detector and a converter to our keys, kept beside
-the model they belong to). :func:`load_pretrained` reads a file without
-executing code, unwraps it, detects its layout, converts it and loads it,
-failing with the file name and the offending keys unless every backbone
-weight was matched.
+Each family names the checkpoint layouts it reads (``checkpoint_formats``,
+from :mod:`pvt_mm.models.formats`: a detector and a converter to our keys
+per layout). :func:`load_pretrained` reads a file without executing code,
+unwraps it, detects its layout among the model's family's (exactly one must
+match), converts it and loads it, failing with the file name and the
+offending keys unless every backbone weight was matched.
 """
 import os.path as osp
 import pickle
 import re
 import zipfile
 from collections import OrderedDict
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
+
+from .formats import FAMILY_FORMATS, CheckpointFormat
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -24,22 +26,8 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used, with the reason and the fix."""
 
 
-class CheckpointFormat(NamedTuple):
-    family: str        # 'PVTv1', 'PVTv2' or 'CvT'
-    name: str          # human-readable layout name
-    detect: Callable[[StateDict], bool]
-    convert: Callable[[StateDict], StateDict]
-
-
-FORMATS: List[CheckpointFormat] = []
-
-
-def register_format(family: str, name: str, detect, convert) -> None:
-    FORMATS.append(CheckpointFormat(family, name, detect, convert))
-
-
 TRUST_PICKLE_HINT = ('If you trust its source, re-save just its state dict '
-                     'with tools/convert_checkpoint.py --trust-pickle.')
+                     'with tools/model_converters/convert_checkpoint.py --trust-pickle.')
 
 
 def _unpickler_reason(error: Exception) -> str:
@@ -132,8 +120,18 @@ def unwrap(obj, prefix: Optional[str] = None) -> StateDict:
     return sd
 
 
-def detect_format(sd: StateDict) -> Optional[CheckpointFormat]:
-    return next((f for f in FORMATS if f.detect(sd)), None)
+def detect_format(sd: StateDict, formats: Sequence[CheckpointFormat],
+                  source: str = 'checkpoint') -> Optional[CheckpointFormat]:
+    """The one layout of ``formats`` that ``sd`` has, ``None`` if none;
+    a :class:`CheckpointError` if several match (an ambiguous layout must be
+    resolved in the detectors, never by their order)."""
+    found = [f for f in formats if f.detect(sd)]
+    if len(found) > 1:
+        raise CheckpointError(
+            f'{source}: its keys match several checkpoint layouts ('
+            + '; '.join(f'{f.family} {f.name}' for f in found) + '); '
+            f'this is a bug in pvt_mm.models.formats, please report it')
+    return found[0] if found else None
 
 
 def _matches(key: str, patterns) -> bool:
@@ -141,22 +139,36 @@ def _matches(key: str, patterns) -> bool:
 
 
 def convert_state_dict(sd: StateDict, family: Optional[str] = None,
-                       source: str = 'checkpoint', target: str = None):
+                       source: str = 'checkpoint', target: str = None,
+                       formats: Optional[Sequence[CheckpointFormat]] = None
+                       ) -> Tuple[CheckpointFormat, StateDict]:
     """Detect ``sd``'s layout and convert it to our keys; return
-    ``(format, converted)``. With ``family``, weights of another family are
-    an error (``target`` names the model they were meant for)."""
-    fmt = detect_format(sd)
-    if fmt is None:
-        sample = ', '.join(list(sd)[:5])
-        raise CheckpointError(
-            f'{source}: unrecognised key layout (first keys: {sample}). '
-            f'Supported: ' + '; '.join(f'{f.family} {f.name}' for f in FORMATS))
-    if family is not None and fmt.family != family:
+    ``(format, converted)``. With ``family``, only that family's layouts
+    (``formats``, default ``FAMILY_FORMATS[family]``) are tried, and weights
+    of another family are an error (``target`` names the model they were
+    meant for); without, every family's."""
+    families = [family] if family is not None else list(FAMILY_FORMATS)
+    candidates = {name: FAMILY_FORMATS[name] for name in families}
+    if family is not None and formats is not None:
+        candidates[family] = formats
+    for name, own in candidates.items():
+        fmt = detect_format(sd, own, source)
+        if fmt is not None:
+            return fmt, fmt.convert(sd)
+    other = [f for name, formats in FAMILY_FORMATS.items()
+             if name not in families
+             for f in [detect_format(sd, formats, source)] if f is not None]
+    if other:
+        fmt = other[0]
         raise CheckpointError(
             f'{source} holds {fmt.name} weights of the {fmt.family} family, '
             f'but the model is {target or family} ({family}); use a {family} '
             f'checkpoint or change the backbone type')
-    return fmt, fmt.convert(sd)
+    sample = ', '.join(list(sd)[:5])
+    raise CheckpointError(
+        f'{source}: unrecognised key layout (first keys: {sample}). '
+        f'Supported: ' + '; '.join(f'{f.family} {f.name}'
+                                   for own in candidates.values() for f in own))
 
 
 def load_pretrained(model, path: str, prefix: Optional[str] = None,
@@ -171,7 +183,8 @@ def load_pretrained(model, path: str, prefix: Optional[str] = None,
     if not sd:
         raise CheckpointError(f'{path}: no tensors found'
                               + (f' under prefix {prefix!r}' if prefix else ''))
-    fmt, sd = convert_state_dict(sd, model.family, path, type(model).__name__)
+    fmt, sd = convert_state_dict(sd, model.family, path, type(model).__name__,
+                                 formats=model.checkpoint_formats)
     own = model.state_dict()
     missing = [k for k in own if k not in sd
                and not _matches(k, model.fresh_patterns)]
@@ -213,43 +226,3 @@ def load_pretrained(model, path: str, prefix: Optional[str] = None,
               + (f'; PARTIAL LOAD: {" ".join(problems)}' if problems else ''),
               logger='current')
     return report
-
-
-def rename_keys(sd: StateDict, rules) -> StateDict:
-    """Apply ``(regex, replacement)`` rules in order to every key."""
-    out = OrderedDict()
-    for k, v in sd.items():
-        for pattern, repl in rules:
-            k = re.sub(pattern, repl, k)
-        out[k] = v
-    return out
-
-
-def merge_kv(sd: StateDict, key_name: str, value_name: str,
-             kv_name: str) -> StateDict:
-    """Concatenate separate key/value projections (HF layout) into one
-    ``kv`` linear (official layout: keys first, then values)."""
-    out = OrderedDict()
-    for k, v in sd.items():
-        if f'.{key_name}.' in k:
-            out[k.replace(f'.{key_name}.', f'.{kv_name}.')] = torch.cat(
-                [v, sd[k.replace(f'.{key_name}.', f'.{value_name}.')]], dim=0)
-        elif f'.{value_name}.' not in k:
-            out[k] = v
-    return out
-
-
-def split_fused_qkv(sd: StateDict, fused: str, q_name: str,
-                    kv_name: str) -> StateDict:
-    """Split an ``in_proj`` (q, k, v stacked) tensor into ``q`` and ``kv``."""
-    out = OrderedDict()
-    for k, v in sd.items():
-        if fused in k:
-            suffix = 'weight' if k.endswith('weight') else 'bias'
-            base = k[:k.index(fused)]
-            dims = v.shape[0] // 3
-            out[f'{base}{q_name}.{suffix}'] = v[:dims]
-            out[f'{base}{kv_name}.{suffix}'] = v[dims:]
-        else:
-            out[k] = v
-    return out

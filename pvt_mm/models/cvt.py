@@ -15,9 +15,9 @@ from typing import Optional, Sequence, Union
 import torch.nn as nn
 
 from pvt_mm.registry import MODELS
-from .base import PyramidBackbone, linear_drop_path
-from .checkpoint import register_format, rename_keys
-from .layers import Block, ConvFFN, ConvProjAttention, PatchEmbed, Stage
+from .base import PyramidBackbone
+from .formats import CVT_FORMATS
+from .layers import ConvFFN, ConvProjAttention
 
 _CVT = dict(patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2),
             patch_paddings=(2, 1, 1), mlp_ratio=4)
@@ -55,118 +55,55 @@ class CvT(PyramidBackbone):
         act_cfg: MLP activation; ``QuickGELU`` as trained, ``GELU`` matches
             HF transformers' ``CvtModel``.
         norm_eps: LayerNorm eps (official: 1e-5).
-        Others as in :class:`~pvt_mm.models.PVTv2`; ``norm_eval`` keeps the
-        projections' BatchNorms in eval mode.
+        **kwargs: the arguments every family shares: see
+            :class:`~pvt_mm.models.base.PyramidBackbone` (``norm_eval``
+            keeps the projections' BatchNorms in eval mode).
     """
     family = 'CvT'
     arch_settings = ARCH_SETTINGS
+    checkpoint_formats = CVT_FORMATS
     arch_keys = ('embed_dims', 'depths', 'num_heads', 'patch_sizes',
                  'patch_strides', 'mlp_ratio')
     arch_optional_keys = ('patch_paddings', )
 
     def __init__(self,
                  arch: Union[str, dict] = '13',
-                 in_channels: int = 3,
+                 *,
                  out_indices: Optional[Sequence[int]] = None,
-                 out_type: str = 'featmap',
-                 with_cls_token: bool = None,
+                 with_cls_token: Optional[bool] = None,
                  extra_downsample: bool = False,
                  out_norms: bool = True,
                  act_cfg: dict = dict(type='QuickGELU'),
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
                  norm_eps: float = 1e-5,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 init_cfg=None,
                  **kwargs):
-        super().__init__(in_channels, out_type, norm_eval, frozen_stages,
-                         init_cfg, kwargs)
-        if with_cls_token is None:
-            with_cls_token = out_type == 'cls_token'
-        if out_type == 'cls_token' and not with_cls_token:
-            raise ValueError("out_type='cls_token' needs with_cls_token=True")
-        if out_type != 'featmap' and extra_downsample:
+        super().__init__(**kwargs)
+        with_cls_token = self.class_token_wanted(with_cls_token)
+        if self.out_type != 'featmap' and extra_downsample:
             raise ValueError('extra_downsample is for dense prediction '
                              "(out_type='featmap')")
         self.arch = a = self.resolve_arch(arch)
-        num_stages = len(a['embed_dims'])
-        total = sum(a['depths'])
-        dpr = linear_drop_path(drop_path_rate, total)
-        stages, prev, first = [], in_channels, 0
-        for i, dims in enumerate(a['embed_dims']):
+        last = len(a['embed_dims']) - 1
+
+        def patch_embed(i: int):
             k, s = a['patch_sizes'][i], a['patch_strides'][i]
             pad = (a['patch_paddings'][i] if 'patch_paddings' in a
                    else (k - s + 1) // 2)
-            blocks = [
-                Block(dims,
-                      attn=ConvProjAttention(dims, a['num_heads'][i],
-                                             qkv_bias=qkv_bias,
-                                             attn_drop=attn_drop_rate,
-                                             proj_drop=drop_rate),
-                      mlp=ConvFFN(dims, int(dims * a['mlp_ratio']),
-                                  act_cfg=act_cfg, drop=drop_rate),
-                      drop_path=dpr[first + j], norm_eps=norm_eps)
-                for j in range(a['depths'][i])
-            ]
-            stages.append(Stage(
-                PatchEmbed(prev, dims, k, s, padding=pad, norm_eps=norm_eps),
-                blocks, with_cls_token=with_cls_token and i == num_stages - 1,
-                drop_rate=drop_rate, with_cp=with_cp))
-            first += a['depths'][i]
-            prev = dims
-        self.stages = nn.ModuleList(stages)
-        if out_type != 'featmap':
+            return k, s, pad
+
+        def block_layers(i: int, dims: int):
+            return (ConvProjAttention(dims, a['num_heads'][i],
+                                      **self.attn_args()),
+                    ConvFFN(dims, int(dims * a['mlp_ratio']), act_cfg=act_cfg,
+                            drop=self.drop_rate))
+
+        self.stages = self.build_stages(
+            a['embed_dims'], a['depths'], patch_embed=patch_embed,
+            block_layers=block_layers, norm_eps=norm_eps,
+            embed_norm_eps=norm_eps,
+            stage_args=lambda i: dict(
+                with_cls_token=with_cls_token and i == last,
+                drop_rate=self.drop_rate))
+        if self.out_type != 'featmap':
             self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
         self._init_outputs(out_indices, norm_eps if out_norms else None,
                            extra_downsample=extra_downsample)
-
-
-# ---------------------------------------------------------------- weights
-
-def _is_ours(sd):
-    return 'stages.0.patch_embed.proj.weight' in sd and any(
-        '.attn.conv_proj_q.' in k for k in sd)
-
-
-def _is_official(sd):
-    return 'stage0.patch_embed.proj.weight' in sd
-
-
-def _from_official(sd):
-    return rename_keys(sd, [(r'^stage(\d)\.', r'stages.\1.')])
-
-
-def _is_hf(sd):
-    return any(k.startswith(('encoder.stages.0.embedding.',
-                             'cvt.encoder.stages.0.embedding.')) for k in sd)
-
-
-def _from_hf(sd):
-    return rename_keys(sd, [
-        (r'^cvt\.', ''),
-        (r'^encoder\.stages\.(\d)\.', r'stages.\1.'),
-        (r'\.embedding\.convolution_embeddings\.projection\.', '.patch_embed.proj.'),
-        (r'\.embedding\.convolution_embeddings\.normalization\.', '.patch_embed.norm.'),
-        (r'\.layers\.(\d+)\.', r'.blocks.\1.'),
-        (r'\.attention\.attention\.convolution_projection_(q|k|v)\w*'
-         r'\.convolution_projection\.convolution\.', r'.attn.conv_proj_\1.conv.'),
-        (r'\.attention\.attention\.convolution_projection_(q|k|v)\w*'
-         r'\.convolution_projection\.normalization\.', r'.attn.conv_proj_\1.bn.'),
-        (r'\.attention\.attention\.projection_(q|k|v)\w*\.', r'.attn.proj_\1.'),
-        (r'\.attention\.output\.dense\.', '.attn.proj.'),
-        (r'\.intermediate\.dense\.', '.mlp.fc1.'),
-        (r'\.output\.dense\.', '.mlp.fc2.'),
-        (r'\.layernorm_before\.', '.norm1.'),
-        (r'\.layernorm_after\.', '.norm2.'),
-        (r'^layernorm\.', 'norm.'),
-        (r'^classifier\.', 'head.'),
-    ])
-
-
-register_format('CvT', 'pvt_mm', _is_ours, dict)
-register_format('CvT', 'official CvT', _is_official, _from_official)
-register_format('CvT', 'HF CvtModel', _is_hf, _from_hf)

@@ -8,18 +8,23 @@ row-major ``(H, W)`` order, optionally preceded by ``num_prefix`` extra tokens
 feature map, so :func:`tokens_to_nchw` and :func:`nchw_to_tokens` are views: a
 convolution sees a channels-last NCHW tensor and returns one, and no
 NCHW <-> token transposes are ever copied.
+
+Every ``forward`` here is the computation the papers describe. The few
+calls into :mod:`pvt_mm.execution` (``attention``, ``add_residual``,
+``ffn_strategy``, ...) compute the same numbers, possibly faster; with
+``pvt_mm.execution.execution_policy('reference')`` they are the plain
+PyTorch expressions their docstrings name.
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-import torch.onnx.operators
 import torch.utils.checkpoint
-from torch.utils.checkpoint import checkpoint as _checkpoint
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
+from pvt_mm.execution import (adaptive_avg_pool2d, add_residual, attention,
+                              ffn_strategy, resize_bilinear)
 from pvt_mm.registry import MODELS
 
 HW = Tuple[int, int]
@@ -99,66 +104,6 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, N, H * d)
 
 
-def _pool_matrix(n: torch.Tensor, out: int, like: torch.Tensor) -> torch.Tensor:
-    """``(out, n)`` weights of adaptive average pooling along one axis."""
-    i = torch.arange(out, device=like.device)
-    start = torch.div(i * n, out, rounding_mode='floor')
-    end = torch.div((i + 1) * n + out - 1, out, rounding_mode='floor')
-    j = torch.arange(n, device=like.device)
-    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
-    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
-
-
-def traceable_adaptive_avg_pool2d(x: torch.Tensor, out: int) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, out)`` as two matmuls whose weights are
-    computed from the traced input shape, so ONNX export keeps H and W
-    dynamic (the ONNX exporter cannot export adaptive pooling of a map of
-    unknown size)."""
-    hw = torch.onnx.operators.shape_as_tensor(x)
-    return (_pool_matrix(hw[2], out, x) @ x
-            @ _pool_matrix(hw[3], out, x).transpose(0, 1))
-
-
-def _query_splits(q: torch.Tensor) -> int:
-    """How many groups :func:`attention` splits the queries into (1: none)."""
-    if (not (torch.is_grad_enabled() and q.requires_grad)
-            or q.device.type != 'cpu' or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()):
-        return 1
-    B, H, N = q.shape[:3]
-    threads = torch.get_num_threads()
-    for splits in range(-(-threads // (B * H)), 1, -1):
-        if N % splits == 0:
-            return splits
-    return 1
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-              dropout_p: float = 0., scale: Optional[float] = None) -> torch.Tensor:
-    """``F.scaled_dot_product_attention`` on ``(B, heads, N, d)`` views.
-
-    PyTorch's CPU flash-attention backward runs one (batch, head) pair per
-    thread, so a 1-head stage at batch 1 would train on a single core. When
-    gradients are recorded on CPU with fewer pairs than threads, the queries
-    are split into groups that become extra batch entries (views; k and v
-    are repeated, they are small after spatial reduction / stride-2
-    projection). Every query still attends to all keys: same result.
-    """
-    splits = _query_splits(q)
-    if splits == 1:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p,
-                                              scale=scale)
-    B, H, N, d = q.shape
-
-    def repeat(t: torch.Tensor) -> torch.Tensor:
-        return t.unsqueeze(1).expand(B, splits, *t.shape[1:]).flatten(0, 1)
-
-    q = q.unflatten(2, (splits, N // splits)).transpose(1, 2).flatten(0, 1)
-    out = F.scaled_dot_product_attention(q, repeat(k), repeat(v),
-                                         dropout_p=dropout_p, scale=scale)
-    return out.unflatten(0, (B, splits)).transpose(1, 2).flatten(2, 3)
-
-
 def _check_heads(dims: int, num_heads: int) -> None:
     if dims % num_heads:
         raise ValueError(f'embedding dims {dims} are not divisible by '
@@ -198,7 +143,7 @@ class SRAttention(BaseModule):
         self.proj = nn.Linear(dims, dims)
         self.proj_drop = nn.Dropout(proj_drop)
         if linear:
-            self.pool = nn.AdaptiveAvgPool2d(pool_size)
+            self.pool_size = pool_size
             self.sr = nn.Conv2d(dims, dims, kernel_size=1)
             self.norm = nn.LayerNorm(dims, eps=sr_norm_eps)
             self.act = nn.GELU()
@@ -214,8 +159,7 @@ class SRAttention(BaseModule):
             return x
         fmap = tokens_to_nchw(x[:, num_prefix:], hw)
         if self.linear:
-            fmap = (traceable_adaptive_avg_pool2d(fmap, self.pool.output_size)
-                    if torch.jit.is_tracing() else self.pool(fmap))
+            fmap = adaptive_avg_pool2d(fmap, self.pool_size)
         y = self.norm(nchw_to_tokens(self.sr(fmap)))
         if self.linear:
             y = self.act(y)
@@ -297,84 +241,13 @@ class ConvProjAttention(BaseModule):
         return self.proj_drop(self.proj(_merge_heads(out)))
 
 
-#: Banded CPU execution of :class:`ConvFFN`: hidden-map bytes per band and
-#: the fewest rows (or tokens) a band may have. Bands of a few MiB are
-#: served from memory the allocator already holds (larger ones are mapped
-#: fresh, and page faults then cost more than the FFN's arithmetic).
-FFN_BAND_BYTES = 4 << 20
-FFN_MIN_BAND = 8
-#: Training runs the FFN in bands only when its whole hidden map would take
-#: at least this many bytes: glibc maps allocations above 32 MiB fresh from
-#: the kernel, smaller ones are reused, and banded training recomputes fc1.
-FFN_TRAIN_BAND_MIN_BYTES = 32 << 20
-
-
-def _act_maybe_inplace(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``act(x)``, overwriting ``x`` when no gradient is being recorded (a
-    GELU keeps its input for backward, so training uses the copying op)."""
-    if isinstance(act, nn.GELU) and not torch.is_grad_enabled():
-        return torch.ops.aten.gelu_(x, approximate=act.approximate)
-    return act(x)
-
-
-def _recompute_in_backward(fn, *args):
-    """``fn(*args)`` keeping only ``args`` for backward, where ``fn`` is run
-    again (non-reentrant activation checkpointing; it stops recomputing once
-    the tensors backward needs are back, so a final linear is not re-run).
-    Bound at import, apart from the per-block ``with_cp`` checkpoint."""
-    return _checkpoint(fn, *args, use_reentrant=False)
-
-
-def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-    """``x + branch``, summed into ``branch`` (the fresh output of a linear,
-    dropout or drop-path, none of which keeps its output for backward), so
-    no new full-size tensor is allocated. Addition commutes exactly, so the
-    result is bit-identical; a ``branch`` of another dtype or shape (e.g.
-    bf16 under autocast) uses the out-of-place sum to keep ``x``'s dtype."""
-    if branch.dtype == x.dtype and branch.shape == x.shape:
-        return branch.add_(x)
-    return x + branch
-
-
-class _BandedFFNFunction(torch.autograd.Function):
-    """Autograd for :meth:`ConvFFN._forward_bands` when training on CPU.
-
-    Forward keeps only the FFN's input; backward recomputes each band's
-    hidden activations (fc1 [-> ReLU] [-> dwconv] -> act) and runs its
-    backward before moving to the next band, so neither pass ever holds the
-    4-8x wider hidden map or its gradients whole. The FFN's parameters are
-    inputs so that their gradients reach them through autograd.
-    """
-
-    @staticmethod
-    def forward(ctx, x, ffn, hw, size, *params):
-        ctx.ffn, ctx.hw, ctx.size = ffn, hw, size
-        # saved for autograd's in-place modification check; backward
-        # computes through the module, which holds the same tensors
-        ctx.save_for_backward(x, *params)
-        return ffn._forward_bands(x, hw, size)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x = ctx.saved_tensors[0]
-        grads = ctx.ffn._backward_bands(x, grad, ctx.hw, ctx.size,
-                                        ctx.needs_input_grad[0])
-        return (grads[0], None, None, None, *grads[1:])
-
-
 class ConvFFN(BaseModule):
     """Feed-forward network: fc1 [-> ReLU] [-> 3x3 depthwise conv] -> act -> fc2.
 
     Plain MLP for PVTv1/CvT, with the depthwise conv for PVTv2, and with the
-    extra ReLU after fc1 for PVTv2-Li.
-
-    The hidden map is 4-8x wider than the tokens, so it is what costs memory
-    and time at detection sizes. On CPU, large maps run in bands of rows
-    (see :meth:`_forward_bands`; in training, :class:`_BandedFFNFunction`
-    recomputes each band in backward). Elsewhere training stores only fc1's
-    output for backward and recomputes the rest. None of this changes the
-    result.
+    extra ReLU after fc1 for PVTv2-Li. Its hidden map is 4-8x wider than the
+    tokens; :func:`pvt_mm.execution.ffn_strategy` may compute the same
+    result with less memory.
     """
 
     def __init__(self,
@@ -394,141 +267,26 @@ class ConvFFN(BaseModule):
         self.fc2 = nn.Linear(hidden_dims, dims)
         self.drop = nn.Dropout(drop)
 
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        """fc1 [-> ReLU]: tokens to the hidden width."""
+        x = self.fc1(x)
+        return self.relu(x) if self.relu is not None else x
+
+    def depthwise(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        """The 3x3 depthwise conv over the hidden token map (if any)."""
+        if self.dwconv is None:
+            return x
+        return nchw_to_tokens(self.dwconv(tokens_to_nchw(x, hw)))
+
     def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
         if self.dwconv is not None and num_prefix:
             raise ValueError('ConvFFN with a depthwise conv cannot take '
                              'prefix (class) tokens')
-        grad = self._records_grad(x)
-        band = self._band_size(x, hw, grad)
-        if band and grad:
-            return _BandedFFNFunction.apply(x, self, hw, band,
-                                            *self._ffn_params())
-        if band:
-            return self._forward_bands(x, hw, band)
-        x = self._expand(x)
-        if grad and x.requires_grad:
-            # Keep only fc1's output for backward and recompute the cheap
-            # dwconv/act in backward: the widest activations of the block
-            # are not stored twice or three times. Bit-identical gradients.
-            return _recompute_in_backward(self._contract, x, hw)
-        return self._contract(x, hw)
-
-    def _ffn_params(self) -> list:
-        """fc1's, the dwconv's and fc2's parameters, in that order."""
-        modules = [self.fc1, self.dwconv, self.fc2]
-        return [p for m in modules if m is not None for p in m.parameters()]
-
-    def _records_grad(self, x: torch.Tensor) -> bool:
-        """Whether this call is recorded for backward (and not traced)."""
-        return (torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and (x.requires_grad
-                     or any(p.requires_grad for p in self._ffn_params())))
-
-    def _expand(self, x: torch.Tensor) -> torch.Tensor:
-        """fc1 [-> ReLU]."""
-        x = self.fc1(x)
-        return self.relu(x) if self.relu is not None else x
-
-    def _mix(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        """[dwconv ->] act -> dropout, on the hidden tokens."""
-        if self.dwconv is not None:
-            x = nchw_to_tokens(self.dwconv(tokens_to_nchw(x, hw)))
-        return self.drop(_act_maybe_inplace(self.act, x))
-
-    def _contract(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        """[dwconv ->] act -> dropout -> fc2 -> dropout."""
-        return self.drop(self.fc2(self._mix(x, hw)))
-
-    def _band_size(self, x: torch.Tensor, hw: HW, grad: bool = False) -> int:
-        """Rows (with the dwconv) or tokens per band for banded CPU
-        execution, or 0 to run the whole map at once. ``grad``: the call is
-        recorded for backward (see :meth:`_records_grad`)."""
-        if (x.device.type != 'cpu' or torch.jit.is_tracing()
-                or torch.compiler.is_compiling()):
-            return 0
-        B, N, _ = x.shape
-        if grad and (torch.is_autocast_enabled('cpu')
-                     or (self.training and self.drop.p > 0)
-                     or B * N * self.fc1.out_features * x.element_size()
-                     < FFN_TRAIN_BAND_MIN_BYTES):
-            return 0
-        unit = hw[1] if self.dwconv is not None else 1  # tokens per row
-        total = hw[0] if self.dwconv is not None else N
-        unit_bytes = B * unit * self.fc1.out_features * x.element_size()
-        size = max(FFN_MIN_BAND, FFN_BAND_BYTES // unit_bytes)
-        return size if size < total else 0
-
-    def _bands(self, hw: HW, num_tokens: int, size: int):
-        """``(lo, top, bottom, hi)`` token ranges of each band: tokens
-        ``top:bottom`` of the output are computed from ``lo:hi`` of the
-        input (with the dwconv, one extra row on each side)."""
-        if self.dwconv is None:
-            for top in range(0, num_tokens, size):
-                bottom = min(top + size, num_tokens)
-                yield top, top, bottom, bottom
-            return
-        H, W = hw
-        for top in range(0, H, size):
-            bottom = min(top + size, H)
-            yield (max(top - 1, 0) * W, top * W, bottom * W,
-                   min(bottom + 1, H) * W)
-
-    def _band_hidden(self, x: torch.Tensor, hw: HW, lo: int, top: int,
-                     bottom: int, hi: int) -> torch.Tensor:
-        """Hidden activations (after act and dropout) of output tokens
-        ``top:bottom``, computed from input tokens ``lo:hi``. The dwconv
-        sees the band's halo rows as its neighbours and zero padding beyond
-        them; the halo rows' own outputs are dropped, so every kept value is
-        the one the whole map gives."""
-        width = hw[1] if self.dwconv is not None else 1
-        hidden = self._mix(self._expand(x[:, lo:hi]), ((hi - lo) // width, width))
-        return hidden[:, top - lo:bottom - lo]
-
-    def _forward_bands(self, x: torch.Tensor, hw: HW, size: int) -> torch.Tensor:
-        """The FFN over bands of ``size`` rows (or tokens), so the 4-8x wider
-        hidden map never exists whole: every band's temporaries come from
-        freed memory instead of fresh pages, and stay in cache."""
-        B, N, _ = x.shape
-        out = x.new_empty(B, N, self.fc2.out_features)
-        for lo, top, bottom, hi in self._bands(hw, N, size):
-            out[:, top:bottom] = self.drop(self.fc2(
-                self._band_hidden(x, hw, lo, top, bottom, hi)))
-        return out
-
-    def _backward_bands(self, x: torch.Tensor, grad: torch.Tensor, hw: HW,
-                        size: int, need_x: bool) -> list:
-        """Gradients of :meth:`_forward_bands` w.r.t. ``x`` (``None`` unless
-        ``need_x``) and :meth:`_ffn_params`, band by band: each band's hidden
-        activations are recomputed with autograd, fc2's gradients are
-        formed directly from them, and the halo rows' input gradients are
-        summed over the two bands that read them."""
-        *inner_all, w2, b2 = self._ffn_params()
-        inner = [p for p in inner_all if p.requires_grad]
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_w2 = torch.zeros_like(w2) if w2.requires_grad else None
-        grad_b2 = torch.zeros_like(b2) if b2.requires_grad else None
-        grad_inner = [torch.zeros_like(p) for p in inner]
-        for lo, top, bottom, hi in self._bands(hw, x.shape[1], size):
-            x_band = x[:, lo:hi].detach().requires_grad_(need_x)
-            with torch.enable_grad():
-                hidden = self._band_hidden(x_band, hw, 0, top - lo,
-                                           bottom - lo, hi - lo)
-            g = grad[:, top:bottom]
-            if grad_w2 is not None:
-                grad_w2.addmm_(g.flatten(0, 1).t(), hidden.detach().flatten(0, 1))
-            if grad_b2 is not None:
-                grad_b2.add_(g.sum((0, 1)))
-            inputs = ([x_band] if need_x else []) + inner
-            if not inputs:
-                continue
-            got = list(torch.autograd.grad(hidden, inputs, g @ w2))
-            if need_x:
-                grad_x[:, lo:hi].add_(got.pop(0))
-            for acc, g_p in zip(grad_inner, got):
-                acc.add_(g_p)
-        grads_inner = iter(grad_inner)
-        return [grad_x] + [next(grads_inner) if p.requires_grad else None
-                           for p in inner_all] + [grad_w2, grad_b2]
+        strategy = ffn_strategy(self, x, hw)
+        if strategy is not None:
+            return strategy(self, x, hw)
+        x = self.drop(self.act(self.depthwise(self.expand(x), hw)))
+        return self.drop(self.fc2(x))
 
 
 class Block(BaseModule):
@@ -549,8 +307,8 @@ class Block(BaseModule):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
-        x = _add_residual(x, self.drop_path(self.attn(self.norm1(x), hw, num_prefix)))
-        return _add_residual(x, self.drop_path(self.mlp(self.norm2(x), hw, num_prefix)))
+        x = add_residual(x, self.drop_path(self.attn(self.norm1(x), hw, num_prefix)))
+        return add_residual(x, self.drop_path(self.mlp(self.norm2(x), hw, num_prefix)))
 
 
 class Stage(BaseModule):
@@ -598,13 +356,9 @@ class Stage(BaseModule):
 
     def resized_pos_embed(self, hw: HW) -> torch.Tensor:
         """The position embedding bilinearly resized to the ``hw`` grid."""
-        # While tracing (ONNX export) always resize: the graph must work
-        # for every input size, and resizing to the same grid is exact.
-        if tuple(hw) == self.pos_shape and not torch.jit.is_tracing():
-            return self.pos_embed
         grid = tokens_to_nchw(self.pos_embed, self.pos_shape)
-        grid = F.interpolate(grid, size=hw, mode='bilinear', align_corners=False)
-        return nchw_to_tokens(grid)
+        resized = resize_bilinear(grid, hw)
+        return self.pos_embed if resized is grid else nchw_to_tokens(resized)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
         x, hw = self.patch_embed(x)

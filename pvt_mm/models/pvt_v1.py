@@ -10,10 +10,9 @@ from typing import Optional, Sequence, Union
 import torch.nn as nn
 
 from pvt_mm.registry import MODELS
-from .base import PyramidBackbone, linear_drop_path
-from .checkpoint import merge_kv, register_format, rename_keys
-from .layers import Block, ConvFFN, PatchEmbed, SRAttention, Stage
-from .pvt_v2 import _is_mmdet, from_mmdet
+from .base import PyramidBackbone
+from .formats import PVTV1_FORMATS
+from .layers import ConvFFN, SRAttention
 
 _DIMS = (64, 128, 320, 512)
 _HEADS = (1, 2, 5, 8)
@@ -42,151 +41,58 @@ class PVTv1(PyramidBackbone):
             with ``embed_dims, depths, num_heads, mlp_ratios, sr_ratios``.
         pretrain_img_size: image size the position embeddings were learned
             at; they are bilinearly resized to every input.
-        out_type: ``'featmap'`` (dense prediction, like the official
-            detection code: no class token) or ``'cls_token'`` /
-            ``'avg_featmap'`` (classification; ``'cls_token'`` adds the
-            stage-4 class token and the final norm).
         with_cls_token: run the class token through stage 4 (default: only
             for ``out_type='cls_token'``).
         out_norms: add a LayerNorm to each returned map (new weights).
+        out_indices: as in :class:`~pvt_mm.models.PVTv2`.
         norm_eps / embed_norm_eps: LayerNorm eps in blocks / in patch-embed
             and spatial-reduction norms (official 1e-6 / 1e-5).
-        Others as in :class:`~pvt_mm.models.PVTv2`.
+        **kwargs: the arguments every family shares: see
+            :class:`~pvt_mm.models.base.PyramidBackbone`.
     """
     family = 'PVTv1'
     arch_settings = ARCH_SETTINGS
+    checkpoint_formats = PVTV1_FORMATS
     arch_keys = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'sr_ratios')
 
     def __init__(self,
                  arch: Union[str, dict] = 'small',
-                 in_channels: int = 3,
+                 *,
                  pretrain_img_size: int = 224,
                  out_indices: Optional[Sequence[int]] = None,
-                 out_type: str = 'featmap',
-                 with_cls_token: bool = None,
+                 with_cls_token: Optional[bool] = None,
                  out_norms: bool = False,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
                  norm_eps: float = 1e-6,
                  embed_norm_eps: float = 1e-5,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 init_cfg=None,
                  **kwargs):
-        super().__init__(in_channels, out_type, norm_eval, frozen_stages,
-                         init_cfg, kwargs)
-        if with_cls_token is None:
-            with_cls_token = out_type == 'cls_token'
-        if out_type == 'cls_token' and not with_cls_token:
-            raise ValueError("out_type='cls_token' needs with_cls_token=True")
+        # out_type: 'featmap' (dense prediction, like the official detection
+        # code: no class token), 'cls_token' (the stage-4 class token and
+        # the final norm) or 'avg_featmap'.
+        super().__init__(**kwargs)
+        with_cls_token = self.class_token_wanted(with_cls_token)
         self.arch = a = self.resolve_arch(arch)
-        num_stages = len(a['embed_dims'])
-        total = sum(a['depths'])
-        dpr = linear_drop_path(drop_path_rate, total)
-        stages, prev, first, grid = [], in_channels, 0, pretrain_img_size
-        for i, dims in enumerate(a['embed_dims']):
-            patch = 4 if i == 0 else 2
-            grid //= patch
-            last = i == num_stages - 1
-            blocks = [
-                Block(dims,
-                      attn=SRAttention(dims, a['num_heads'][i],
-                                       sr_ratio=a['sr_ratios'][i],
-                                       qkv_bias=qkv_bias,
-                                       attn_drop=attn_drop_rate,
-                                       proj_drop=drop_rate,
-                                       sr_norm_eps=embed_norm_eps),
-                      mlp=ConvFFN(dims, int(dims * a['mlp_ratios'][i]),
-                                  drop=drop_rate),
-                      drop_path=dpr[first + j], norm_eps=norm_eps)
-                for j in range(a['depths'][i])
-            ]
-            stages.append(Stage(
-                PatchEmbed(prev, dims, patch, patch, norm_eps=embed_norm_eps),
-                blocks, pos_shape=(grid, grid),
-                with_cls_token=with_cls_token and last,
-                cls_pos_embed=True, drop_rate=drop_rate, with_cp=with_cp))
-            first += a['depths'][i]
-            prev = dims
-        self.stages = nn.ModuleList(stages)
-        if out_type != 'featmap':
+        last = len(a['embed_dims']) - 1
+
+        def block_layers(i: int, dims: int):
+            return (SRAttention(dims, a['num_heads'][i], a['sr_ratios'][i],
+                                sr_norm_eps=embed_norm_eps, **self.attn_args()),
+                    ConvFFN(dims, int(dims * a['mlp_ratios'][i]),
+                            drop=self.drop_rate))
+
+        def stage_args(i: int) -> dict:
+            grid = pretrain_img_size // 2 ** (i + 2)  # patches 4, 2, 2, 2
+            return dict(pos_shape=(grid, grid), drop_rate=self.drop_rate,
+                        with_cls_token=with_cls_token and i == last,
+                        cls_pos_embed=True)
+
+        self.stages = self.build_stages(
+            a['embed_dims'], a['depths'],
+            patch_embed=lambda i: (4, 4, 0) if i == 0 else (2, 2, 0),
+            block_layers=block_layers, norm_eps=norm_eps,
+            embed_norm_eps=embed_norm_eps, stage_args=stage_args)
+        if self.out_type != 'featmap':
             self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
         self._init_outputs(out_indices, norm_eps if out_norms else None)
 
     def stage_min_sizes(self):
         return list(self.arch['sr_ratios'])
-
-
-# ---------------------------------------------------------------- weights
-
-def _is_ours(sd):
-    return 'stages.0.pos_embed' in sd
-
-
-def _split_cls_pos(sd):
-    """Our stage-4 position embedding has no class slot; it gets its own
-    ``cls_pos_embed`` (``(1, 1 + h*w, C)`` -> ``(1, 1, C)`` + ``(1, h*w, C)``)."""
-    out = dict(sd)
-    last = max(int(k.split('.')[1]) for k in sd if k.startswith('stages.'))
-    key = f'stages.{last}.pos_embed'
-    pos = out.get(key)
-    if pos is not None and int(pos.shape[1] ** 0.5) ** 2 != pos.shape[1]:
-        out[f'stages.{last}.cls_pos_embed'] = pos[:, :1]
-        out[key] = pos[:, 1:]
-    return out
-
-
-def _is_official(sd):
-    return 'patch_embed1.proj.weight' in sd and 'pos_embed1' in sd
-
-
-def _from_official(sd):
-    sd = rename_keys(sd, [
-        (r'^patch_embed(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.patch_embed.'),
-        (r'^pos_embed(\d)$', lambda m: f'stages.{int(m[1]) - 1}.pos_embed'),
-        (r'^block(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.'),
-        (r'^cls_token$', 'stages.3.cls_token'),
-    ])
-    return _split_cls_pos(sd)
-
-
-def _is_hf(sd):
-    return any(k.startswith(('encoder.patch_embeddings.0.', 'pvt.encoder.'))
-               for k in sd)
-
-
-def _from_hf(sd):
-    sd = rename_keys(sd, [
-        (r'^pvt\.', ''),
-        (r'^encoder\.patch_embeddings\.(\d)\.projection\.',
-         r'stages.\1.patch_embed.proj.'),
-        (r'^encoder\.patch_embeddings\.(\d)\.layer_norm\.',
-         r'stages.\1.patch_embed.norm.'),
-        (r'^encoder\.patch_embeddings\.(\d)\.position_embeddings$',
-         r'stages.\1.pos_embed'),
-        (r'^encoder\.patch_embeddings\.(\d)\.cls_token$', r'stages.\1.cls_token'),
-        (r'^encoder\.block\.(\d)\.(\d+)\.', r'stages.\1.blocks.\2.'),
-        (r'\.layer_norm_1\.', '.norm1.'),
-        (r'\.layer_norm_2\.', '.norm2.'),
-        (r'\.attention\.self\.query\.', '.attn.q.'),
-        (r'\.attention\.self\.sequence_reduction\.', '.attn.sr.'),
-        (r'\.attention\.self\.layer_norm\.', '.attn.norm.'),
-        (r'\.attention\.self\.', '.attn.'),
-        (r'\.attention\.output\.dense\.', '.attn.proj.'),
-        (r'\.mlp\.dense1\.', '.mlp.fc1.'),
-        (r'\.mlp\.dense2\.', '.mlp.fc2.'),
-        (r'^encoder\.layer_norm\.', 'norm.'),
-        (r'^classifier\.', 'head.'),
-    ])
-    return _split_cls_pos(merge_kv(sd, 'key', 'value', 'kv'))
-
-
-register_format('PVTv1', 'pvt_mm', _is_ours, dict)
-register_format('PVTv1', 'official PVT', _is_official, _from_official)
-register_format('PVTv1', 'HF PvtModel', _is_hf, _from_hf)
-register_format('PVTv1', 'mmdet PyramidVisionTransformer',
-                lambda sd: _is_mmdet(sd, conv_ffn=False),
-                lambda sd: from_mmdet(sd, pos_embed=True))

@@ -1,5 +1,5 @@
 # Data settings of the detection demos (configs/demo/): the COCO-layout
-# demo data of tools/make_demo_data.py, 128x128 images, 3 shape classes.
+# demo data of tools/misc/make_demo_data.py, 128x128 images, 3 shape classes.
 # Names carry a `demo_` prefix so this base can sit beside a full config.
 demo_root = 'data/demo/coco/'
 demo_metainfo = dict(classes=('rectangle', 'ellipse', 'triangle'))

@@ -22,17 +22,20 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from conftest import REPO_ROOT
-from test_reliability import _one_thread  # noqa: F401  (autouse fixture)
 from test_reliability import (assert_same_weights, last_checkpoint, run_toy,
                               toy_cfg, weights)
 
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
+# children import test_reliability (here) and conftest (tests/)
+CHILD_PATH = os.pathsep.join([TESTS_DIR, osp.dirname(TESTS_DIR)])
 PY = sys.executable
+
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def run_child(code: str, *args, timeout=300, **kwargs):
     """Run ``code`` in a fresh interpreter that can import the test modules."""
-    env = dict(os.environ, PYTHONPATH=TESTS_DIR, OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHONPATH=CHILD_PATH, OMP_NUM_THREADS='1')
     return subprocess.run([PY, '-c', textwrap.dedent(code), *args], env=env,
                           capture_output=True, text=True, timeout=timeout,
                           cwd=REPO_ROOT, **kwargs)
@@ -236,7 +239,7 @@ def test_ddp_gloo_matches_single_process(tmp_path):
     gradients dropped (negative controls, run in the same launch)."""
     runs = ('ok', 'summed', 'rank1_dropped')
     cfgs = {run: ddp_toy_cfg(tmp_path / run, batch_size=1) for run in runs}
-    env = dict(os.environ, PYTHONPATH=TESTS_DIR, OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHONPATH=CHILD_PATH, OMP_NUM_THREADS='1')
     script = tmp_path / 'ddp_toy.py'
     script.write_text(textwrap.dedent(DDP_TOY))
     res = subprocess.run(
@@ -297,7 +300,7 @@ def demo_data(tmp_path_factory):
     res = run_child('''
         import runpy, sys
         sys.argv = ['make_demo_data.py'] + sys.argv[1:]
-        runpy.run_path('tools/make_demo_data.py', run_name='__main__')
+        runpy.run_path('tools/misc/make_demo_data.py', run_name='__main__')
     ''', '--out', str(out), '--num-train', '8', '--num-val', '5',
         '--size', '96')
     assert res.returncode == 0, res.stderr[-3000:]

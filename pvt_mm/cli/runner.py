@@ -1,11 +1,12 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: the common command
-line, loading a config with ``--cfg-options`` (``data_root=...`` moves every
-dataset path), the downstream library's registry scope, checks that run
-before any model is built, and building MMEngine's runner."""
+"""What the command-line tools share: the common command line, loading a
+config with ``--cfg-options`` (``data_root=...`` moves every dataset path),
+the downstream library's registry scope, checks that run before any model is
+built, and building MMEngine's runner."""
 import argparse
 import importlib
 import os
 import os.path as osp
+from typing import Optional
 
 from mmengine.config import Config, DictAction
 
@@ -30,28 +31,41 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def load_config(path: str, args) -> Config:
-    """Parse ``path``, apply ``--cfg-options`` and ``--work-dir``."""
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                launcher: Optional[str] = None) -> Config:
+    """Parse the config file ``path`` and apply ``cfg_options`` (a
+    ``data_root`` option moves every dataset path under the old root).
+
+    For tools that run MMEngine's runner, ``launcher`` (``'none'``,
+    ``'pytorch'``, ...) is set on the config and ``work_dir`` defaults to
+    ``./work_dirs/<config name>``."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path!r} does not exist (configs '
                                 f'live in configs/, e.g. '
                                 f'configs/retinanet_pvt_v2_b2_coco.py)')
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(path)
     old_root = cfg.get('data_root')
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-        new_root = args.cfg_options.get('data_root')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+        new_root = cfg_options.get('data_root')
         if isinstance(old_root, str) and isinstance(new_root, str):
             from pvt_mm.datasets import retarget_data_root
             retarget_data_root(cfg, old_root, new_root)
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
+    if work_dir:
+        cfg.work_dir = work_dir
+    elif launcher is not None and cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(path))[0])
-    cfg.launcher = args.launcher
+    if launcher is not None:
+        cfg.launcher = launcher
     return cfg
+
+
+def config_from_args(path: str, args) -> Config:
+    """:func:`load_config` with the options of :func:`add_common_args`."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return load_config(path, args.cfg_options, args.work_dir, args.launcher)
 
 
 def init_scope(cfg) -> str:

@@ -3,8 +3,8 @@
 The layers' fast paths (banded CPU execution of the FFN in inference and
 training, in-place residual sums, the FFN's recompute-in-backward) must
 give the results of the plain computation; the backbones must compile without graph breaks and run under
-bf16 autocast; tools/get_flops.py must count the fused attention;
-tools/benchmark.py and benchmarks/bench_backbones.py must run.
+bf16 autocast; tools/analysis_tools/get_flops.py must count the fused attention;
+tools/analysis_tools/benchmark.py and benchmarks/bench_backbones.py must run.
 """
 import importlib.util
 import json
@@ -16,35 +16,16 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pvt_mm import CvT, PVTv1, PVTv2
+from conftest import REPO_ROOT, TINY_V2, load_tool, tiny_models
+from pvt_mm import PVTv2
+from pvt_mm.cli import analysis
+from pvt_mm.execution import (add_residual, attention, execution_policy,
+                              get_policy)
+from pvt_mm.execution import ffn as ffn_mod
+from pvt_mm.execution import sdpa
 from pvt_mm.models import layers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'tools'))
-
-TINY_V2 = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
-               mlp_ratios=(4, 4), sr_ratios=(2, 1))
-TINY_CVT = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
-                patch_sizes=(7, 3), patch_strides=(4, 2), mlp_ratio=4)
-
-
-def tiny_models():
-    """One small model per FFN / attention flavour (random weights)."""
-    return {
-        'pvtv2': PVTv2(arch=TINY_V2, drop_path_rate=0.),
-        'pvtv2_li': PVTv2(arch=dict(TINY_V2, linear=True), drop_path_rate=0.),
-        'pvtv1': PVTv1(arch=TINY_V2, drop_path_rate=0., pretrain_img_size=64),
-        'cvt_cls': CvT(arch=TINY_CVT, with_cls_token=True, drop_path_rate=0.),
-    }
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', os.path.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+REPO = REPO_ROOT
 
 def max_diff(a, b):
     return max((x - y).abs().max().item() for x, y in zip(a, b))
@@ -57,15 +38,14 @@ def test_banded_ffn_matches_whole_map(name, monkeypatch):
     model = tiny_models()[name].eval()
     x = torch.randn(2, 3, 72, 88)  # 18x22 stage-1 map: last band is partial
     with torch.no_grad():
-        monkeypatch.setattr(layers, 'FFN_BAND_BYTES', 1 << 40)
-        whole = model(x)
+        with execution_policy(ffn_band_bytes=1 << 40):
+            whole = model(x)
         calls = []
-        original = layers.ConvFFN._forward_bands
-        monkeypatch.setattr(layers.ConvFFN, '_forward_bands',
-                            lambda self, *a: calls.append(a[-1]) or original(self, *a))
-        monkeypatch.setattr(layers, 'FFN_BAND_BYTES', 1)
-        monkeypatch.setattr(layers, 'FFN_MIN_BAND', 5)
-        banded = model(x)
+        original = ffn_mod.forward_bands
+        monkeypatch.setattr(ffn_mod, 'forward_bands',
+                            lambda *a, size: calls.append(size) or original(*a, size=size))
+        with execution_policy(ffn_band_bytes=1, ffn_min_band=5):
+            banded = model(x)
     assert calls and set(calls) == {5}, 'the banded path did not run'
     assert max_diff(whole, banded) < 1e-5
 
@@ -74,20 +54,24 @@ def test_band_size_rules():
     ffn = layers.ConvFFN(8, 32, dwconv=True)
     x = torch.randn(1, 64 * 64, 8)
     big = torch.randn(1, 512 * 512, 8)  # hidden map: 32 MiB
+    policy = get_policy()
+    band_size = ffn_mod.band_size
     with torch.no_grad():
-        assert ffn._band_size(x, (64, 64)) == 0  # small map: one pass
-        rows = ffn._band_size(big, (512, 512))
-        assert layers.FFN_MIN_BAND <= rows < 512
-        assert rows * 512 * 32 * 4 <= max(layers.FFN_BAND_BYTES,
-                                          layers.FFN_MIN_BAND * 512 * 32 * 4)
+        assert band_size(ffn, x, (64, 64)) == 0  # small map: one pass
+        rows = band_size(ffn, big, (512, 512))
+        assert policy.ffn_min_band <= rows < 512
+        assert rows * 512 * 32 * 4 <= max(policy.ffn_band_bytes,
+                                          policy.ffn_min_band * 512 * 32 * 4)
     # training: only maps that would be mapped fresh from the kernel
-    assert ffn._band_size(x, (64, 64), grad=True) == 0
-    assert ffn._band_size(big, (512, 512), grad=True) == rows
+    assert band_size(ffn, x, (64, 64), grad=True) == 0
+    assert band_size(ffn, big, (512, 512), grad=True) == rows
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert ffn._band_size(big, (512, 512), grad=True) == 0
+        assert band_size(ffn, big, (512, 512), grad=True) == 0
     ffn.drop.p = 0.1  # dropout would need its random masks replayed
-    assert ffn._band_size(big, (512, 512), grad=True) == 0
-    assert ffn.eval()._band_size(big, (512, 512), grad=True) == rows
+    assert band_size(ffn, big, (512, 512), grad=True) == 0
+    assert band_size(ffn.eval(), big, (512, 512), grad=True) == rows
+    with execution_policy('reference'):
+        assert band_size(ffn, big, (512, 512)) == 0
 
 
 class CopyRecorder(TorchDispatchMode):
@@ -133,11 +117,11 @@ def test_residual_sum_is_in_place_and_exact():
     x = torch.randn(4, 5, 8)
     branch = torch.randn(4, 5, 8)
     expected = x + branch
-    out = layers._add_residual(x, branch)
+    out = add_residual(x, branch)
     assert out.data_ptr() == branch.data_ptr()
     assert torch.equal(out, expected)
     low = torch.randn(4, 5, 8).bfloat16()  # bf16 branch under autocast
-    out = layers._add_residual(x, low)
+    out = add_residual(x, low)
     assert out.dtype == torch.float32 and torch.equal(out, x + low)
 
 
@@ -155,13 +139,13 @@ def test_ffn_recompute_gives_identical_gradients(name, monkeypatch):
         return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     used = []
-    real = layers._recompute_in_backward
-    monkeypatch.setattr(layers, '_recompute_in_backward',
-                        lambda fn, *a: used.append(1) or real(fn, *a))
+    real = ffn_mod.forward_recompute
+    monkeypatch.setattr(ffn_mod, 'forward_recompute',
+                        lambda *a: used.append(1) or real(*a))
     recomputed = grads()
     assert used, 'the FFN was not checkpointed in training'
-    monkeypatch.setattr(layers, '_recompute_in_backward', lambda fn, *a: fn(*a))
-    stored = grads()
+    with execution_policy(recompute_ffn=False):
+        stored = grads()
     assert len(recomputed) == len(stored)
     assert all(torch.equal(a, b) for a, b in zip(recomputed, stored))
 
@@ -169,14 +153,13 @@ def test_ffn_recompute_gives_identical_gradients(name, monkeypatch):
 @pytest.fixture
 def tiny_bands(monkeypatch):
     """Band every FFN, training included, in bands of 5 rows (or tokens)."""
-    monkeypatch.setattr(layers, 'FFN_TRAIN_BAND_MIN_BYTES', 0)
-    monkeypatch.setattr(layers, 'FFN_BAND_BYTES', 1)
-    monkeypatch.setattr(layers, 'FFN_MIN_BAND', 5)
     calls = []
-    backward = layers.ConvFFN._backward_bands
-    monkeypatch.setattr(layers.ConvFFN, '_backward_bands',
-                        lambda self, *a: calls.append(a[3]) or backward(self, *a))
-    return calls
+    backward = ffn_mod.backward_bands
+    monkeypatch.setattr(ffn_mod, 'backward_bands',
+                        lambda *a: calls.append(a[4]) or backward(*a))
+    with execution_policy(ffn_train_band_min_bytes=0, ffn_band_bytes=1,
+                          ffn_min_band=5):
+        yield calls
 
 
 def assert_grads_close(expected, got):
@@ -214,9 +197,9 @@ def test_banded_ffn_training_matches_whole_map(name, tiny_bands, monkeypatch):
 
     banded_out, banded_grads = run()
     assert tiny_bands and set(tiny_bands) == {5}, 'banded backward did not run'
-    monkeypatch.setattr(layers, 'FFN_TRAIN_BAND_MIN_BYTES', 1 << 40)
     tiny_bands.clear()
-    whole_out, whole_grads = run()
+    with execution_policy(ffn_train_band_min_bytes=1 << 40):
+        whole_out, whole_grads = run()
     assert not tiny_bands
     assert max_diff(whole_out, banded_out) < 1e-5
     assert_grads_close(whole_grads, banded_grads)
@@ -239,7 +222,8 @@ def test_banded_ffn_training_with_frozen_parts(frozen, tiny_bands):
     for p in ffn.parameters():
         p.grad = None
     x.grad = None
-    reference = ffn._contract(ffn._expand(x), (13, 11))  # plain autograd
+    with execution_policy('reference'):
+        reference = ffn(x, (13, 11))  # plain autograd
     reference.backward(grad)
     expected = [p.grad for p in ffn.parameters()] + [x.grad]
     assert torch.allclose(banded, reference, atol=1e-6)
@@ -287,9 +271,7 @@ def test_ffn_recompute_stores_less():
         return sum(total)
 
     with_recompute = saved_bytes()
-    import unittest.mock as mock
-    with mock.patch.object(layers, '_recompute_in_backward',
-                           lambda fn, *a: fn(*a)):
+    with execution_policy(recompute_ffn=False):
         without = saved_bytes()
     assert with_recompute < 0.75 * without
 
@@ -301,10 +283,12 @@ def test_attention_splits_queries_for_parallel_backward(monkeypatch):
     q = torch.randn(1, 4096, 1, 32).transpose(1, 2).requires_grad_()
     k = torch.randn(1, 1, 64, 32, requires_grad=True)
     v = torch.randn(1, 1, 64, 32, requires_grad=True)
-    assert layers._query_splits(q) == 4
+    assert sdpa.query_splits(q) == 4
     with torch.no_grad():
-        assert layers._query_splits(q) == 1  # inference: forward is parallel
-    out = layers.attention(q, k, v, scale=0.3)
+        assert sdpa.query_splits(q) == 1  # inference: forward is parallel
+    with execution_policy(cpu_split_queries=False):
+        assert sdpa.query_splits(q) == 1
+    out = attention(q, k, v, scale=0.3)
     grad = torch.randn_like(out)
     out.backward(grad)
     split_grads = [t.grad.clone() for t in (q, k, v)]
@@ -354,9 +338,8 @@ def test_bf16_autocast_is_finite_and_close(name):
 # ------------------------------------------------------------- get_flops
 
 def test_flops_of_pvt_v2_b2_match_the_paper():
-    get_flops = load_tool('get_flops')
     model = PVTv2(arch='b2', out_type='avg_featmap', out_indices=(3, )).eval()
-    macs = get_flops.count_macs(model, torch.zeros(1, 3, 224, 224))
+    macs = analysis.count_macs(model, torch.zeros(1, 3, 224, 224))
     head = 512 * 1000  # the paper's number includes the classifier
     assert abs(macs + head - 4.0e9) / 4.0e9 < 0.03, macs
 
@@ -374,12 +357,11 @@ def attention_macs(model, side):
 
 
 def test_flops_count_the_attention_term():
-    get_flops = load_tool('get_flops')
     model = PVTv2(arch='b0').eval()
     counts = {}
     for side in (224, 448):
         with torch.no_grad():
-            analyzer = get_flops.flop_analyzer(model, (torch.zeros(1, 3, side, side), ))
+            analyzer = analysis.flop_analyzer(model, (torch.zeros(1, 3, side, side), ))
             counts[side] = (analyzer.total(), analyzer.by_operator())
         assert counts[side][1]['scaled_dot_product_attention'] == \
             attention_macs(model, side)
@@ -416,17 +398,17 @@ def cls_config(tmp_path):
 
 
 def test_get_flops_cli(cls_config, capsys):
-    assert load_tool('get_flops').main([cls_config, '--shape', '64']) == 0
+    assert load_tool('analysis_tools/get_flops').main([cls_config, '--shape', '64']) == 0
     out = capsys.readouterr().out
     assert 'Params: 3.' in out and 'fused attention' in out
-    assert load_tool('get_flops').main(
+    assert load_tool('analysis_tools/get_flops').main(
         [cls_config, '--shape', '64', '--backbone-only']) == 0
     assert 'backbone of' in capsys.readouterr().out
 
 
 def test_benchmark_tool(cls_config, tmp_path, capsys):
     out_json = tmp_path / 'bench.json'
-    bench = load_tool('benchmark')
+    bench = load_tool('analysis_tools/benchmark')
     assert bench.main([cls_config, '--shape', '64', '--shape', '96',
                        '--warmup', '1', '--repeats', '2',
                        '--json', str(out_json)]) == 0

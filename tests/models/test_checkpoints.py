@@ -1,5 +1,5 @@
 """Pretrained loading: layout detection, wrappers, strictness, safety, and the
-``tools/convert_checkpoint.py`` CLI (incl. official detection/segmentation
+``tools/model_converters/convert_checkpoint.py`` CLI (incl. official detection/segmentation
 checkpoints). Numerics of every converter are in ``test_equivalence.py``."""
 import importlib.util
 import logging
@@ -8,20 +8,17 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import PYRAMID_CVT, PYRAMID_V2, REPO_ROOT, load_tool
 from pvt_mm import CvT, PVTv1, PVTv2
 from pvt_mm.models import CheckpointError, load_pretrained
-from test_equivalence import (HF_CVT_TO_OFFICIAL, TIMM_V2_TO_OFFICIAL,
-                              assert_stages_close, official_pvt_v1,
-                              randomize_, renamed)
+from references import (HF_CVT_TO_OFFICIAL, TIMM_V2_TO_OFFICIAL,
+                        assert_stages_close, official_pvt_v1, randomize_,
+                        renamed)
 
-SMALL_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
-                depths=(1, 1, 1, 1), mlp_ratios=(8, 8, 4, 4),
-                sr_ratios=(8, 4, 2, 1))
+# The reference models' defaults: MLP ratios 8/8/4/4 (PVT), 4 (CvT).
+SMALL_V2 = dict(PYRAMID_V2, mlp_ratios=(8, 8, 4, 4))
 SMALL_V1 = dict(SMALL_V2)
-SMALL_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3),
-                 depths=(1, 2, 3), patch_sizes=(7, 3, 3),
-                 patch_strides=(4, 2, 2), mlp_ratio=4)
+SMALL_CVT = dict(PYRAMID_CVT, depths=(1, 2, 3), mlp_ratio=4)
 
 
 # ------------------------------------------------------------ references
@@ -221,6 +218,30 @@ def test_unrecognised_layout_lists_supported(tmp_path):
         load_pretrained(PVTv2(**V2_KW), path)
 
 
+@pytest.mark.parametrize('case', FORMAT_CASES, ids=[c[0] for c in FORMAT_CASES])
+def test_every_layout_matches_exactly_one_format(refs, case):
+    """Detection never depends on the order of the formats: each published
+    layout matches one format of one family, nothing else."""
+    from pvt_mm.models.checkpoint import unwrap
+    from pvt_mm.models.formats import FAMILY_FORMATS
+    _, make_sd, cls, _, fmt = case
+    sd = unwrap(make_sd(refs))
+    matches = [(f.family, f.name) for formats in FAMILY_FORMATS.values()
+               for f in formats if f.detect(sd)]
+    assert matches == [(cls.family, fmt)]
+    assert cls.checkpoint_formats is FAMILY_FORMATS[cls.family]
+
+
+def test_two_matching_formats_are_an_error():
+    from pvt_mm.models.checkpoint import convert_state_dict
+    from pvt_mm.models.formats import CheckpointFormat
+    sd = {'stages.0.patch_embed.proj.weight': torch.zeros(1)}
+    both = [CheckpointFormat('PVTv2', name, lambda sd: True, dict)
+            for name in ('layout A', 'layout B')]
+    with pytest.raises(CheckpointError, match='several.*layout A.*layout B'):
+        convert_state_dict(sd, 'PVTv2', formats=both)
+
+
 def test_classification_leftovers_are_only_listed(tmp_path, refs,
                                                   log_messages):
     sd = official_pvt_v1(refs['hf_v1'].state_dict())
@@ -296,12 +317,7 @@ def test_init_cfg_unknown_key(tmp_path):
 # ------------------------------------------------------------ convert CLI
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        'convert_checkpoint', osp.join(REPO_ROOT, 'tools',
-                                       'convert_checkpoint.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('model_converters/convert_checkpoint')
 
 
 @pytest.fixture(scope='module')

@@ -10,17 +10,13 @@ import types
 
 import pytest
 
-from conftest import REPO_ROOT
-
-TOOLS = osp.join(REPO_ROOT, 'tools')
-sys.path.insert(0, TOOLS)
-
-import common  # noqa: E402
-import make_demo_data  # noqa: E402
-import paper_table  # noqa: E402
-from pvt_mm.datasets import (DatasetLayoutError,  # noqa: E402
+from conftest import REPO_ROOT, load_tool
+from pvt_mm import cli as common
+from pvt_mm.datasets import demo_data as make_demo_data
+from pvt_mm.datasets import (DatasetLayoutError,
                              check_dataset_layout)
 
+TOOLS = osp.join(REPO_ROOT, 'tools')
 RETINANET = osp.join(REPO_ROOT, 'configs', 'retinanet_pvt_v2_b2_coco.py')
 
 
@@ -38,7 +34,7 @@ def demo_root(tmp_path_factory):
 
 def test_data_root_option_moves_every_dataset_path(tmp_path):
     root = str(tmp_path / 'coco')
-    cfg = common.load_config(RETINANET, cli(cfg_options={'data_root': root}))
+    cfg = common.config_from_args(RETINANET, cli(cfg_options={'data_root': root}))
     assert cfg.data_root == root + '/'
     for split in ('train', 'val', 'test'):
         assert cfg[f'{split}_dataloader'].dataset.data_root == root + '/'
@@ -48,7 +44,7 @@ def test_data_root_option_moves_every_dataset_path(tmp_path):
 
 
 def test_missing_dataset_names_path_and_layout(tmp_path):
-    cfg = common.load_config(RETINANET, cli(
+    cfg = common.config_from_args(RETINANET, cli(
         cfg_options={'data_root': str(tmp_path)}))
     with pytest.raises(DatasetLayoutError) as e:
         check_dataset_layout(cfg, ['train'])
@@ -59,7 +55,7 @@ def test_missing_dataset_names_path_and_layout(tmp_path):
 
 
 def test_malformed_coco_json(demo_root):
-    cfg = common.load_config(
+    cfg = common.config_from_args(
         osp.join(REPO_ROOT, 'configs', 'demo', 'retinanet_pvt_v2_b0_demo.py'),
         cli(cfg_options={'data_root': osp.join(demo_root, 'coco')}))
     check_dataset_layout(cfg, ['train', 'val', 'test'])  # the good copy
@@ -109,7 +105,7 @@ def test_empty_segmentation_or_class_folders(demo_root, tmp_path, config,
     shutil.copytree(demo_root, root)
     mutate(osp.join(root, broken))
     sub = broken.split('/')[0]
-    cfg = common.load_config(
+    cfg = common.config_from_args(
         osp.join(REPO_ROOT, 'configs', 'demo', config),
         cli(cfg_options={'data_root': osp.join(root, sub)}))
     check_dataset_layout(cfg, ['train'])
@@ -131,11 +127,11 @@ def test_train_cli_fails_before_building_a_model(tmp_path):
 
 
 def test_cli_argument_errors(tmp_path):
-    import test as test_tool
-    import train as train_tool
+    test_tool = load_tool('test')
+    train_tool = load_tool('train')
     with pytest.raises(FileNotFoundError, match='does not exist'):
-        common.load_config(str(tmp_path / 'nope.py'), cli())
-    cfg = common.load_config(RETINANET, cli())
+        common.config_from_args(str(tmp_path / 'nope.py'), cli())
+    cfg = common.config_from_args(RETINANET, cli())
     args = train_tool.parse_args([RETINANET, '--amp'])
     import torch
     if not torch.cuda.is_available():
@@ -190,6 +186,7 @@ def test_paper_table(tmp_path, capsys):
     other = tmp_path / 'other.json'
     other.write_text(json.dumps(dict(config='configs/retinanet_cvt_13_coco.py',
                                      checkpoint='y', metrics={})))
+    paper_table = load_tool('analysis_tools/paper_table')
     rows = paper_table.main([str(metrics), str(other), '--markdown'])
     box, mask, cvt = rows
     assert box[1:5] == ('bbox_mAP', pytest.approx(43.1), 45.3,

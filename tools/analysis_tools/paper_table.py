@@ -1,7 +1,7 @@
 """Print the metrics a ``tools/test.py`` run wrote beside the paper's.
 
-    python tools/paper_table.py work_dirs/retinanet_pvt_v2_b2_coco/metrics.json
-    python tools/paper_table.py work_dirs/*/metrics.json --markdown
+    python tools/analysis_tools/paper_table.py work_dirs/retinanet_pvt_v2_b2_coco/metrics.json
+    python tools/analysis_tools/paper_table.py work_dirs/*/metrics.json --markdown
 
 Each metrics.json names its config; the paper numbers for that config come
 from pvt_mm/paper_results.py (each with its source). Rows published twice

@@ -4,23 +4,19 @@ real COCO config with PVTv2-B0 from scratch and the demo data) is
 evaluated untrained, trained on the generated demo data, and evaluated
 again; the trained box mAP must be clearly above the untrained one.
 ``slow``: a few minutes per family on 2 CPU cores (``make test-slow``)."""
-import argparse
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
 
 from conftest import REPO_ROOT
 
-TOOLS = osp.join(REPO_ROOT, 'tools')
-sys.path.insert(0, TOOLS)
 
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    from make_demo_data import make_demo_data
+    from pvt_mm.datasets.demo_data import make_demo_data
     return make_demo_data(str(tmp_path_factory.mktemp('demo_data')))
 
 
@@ -33,28 +29,37 @@ def _keep_all_boxes(cfg):
             node['score_thr'] = 0.0
 
 
+# Measured, not yet learning (open in issue 11). strict: a demo that starts
+# to learn fails here until its mark is removed.
+NOT_LEARNING_YET = {
+    'cascade_mask_rcnn_pvt_v2_b0_demo.py':
+        'measured box mAP 0.000 -> 0.009 after 4 epochs at lr 1e-4 and at '
+        '1e-3: the demo does not learn yet',
+    'detr_pvt_v2_b0_demo.py':
+        'measured box mAP 0.000 -> 0.000 after 12 epochs: DETR from scratch '
+        'does not learn on the demo data in minutes',
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('config', [
-    'atss_pvt_v2_b0_demo.py',
-    pytest.param('cascade_mask_rcnn_pvt_v2_b0_demo.py', marks=pytest.mark.xfail(
-        reason='measured box mAP 0.000 -> 0.009 after 4 epochs at lr 1e-4 '
-               'and at 1e-3: the demo does not learn yet (open, issue 11)')),
-    'sparse_rcnn_pvt_v2_b0_demo.py',
-    pytest.param('detr_pvt_v2_b0_demo.py', marks=pytest.mark.xfail(
-        reason='measured box mAP 0.000 -> 0.000 after 12 epochs: DETR from '
-               'scratch does not learn on the demo data in minutes (open, '
-               'issue 11)'))])
+    pytest.param(name, marks=pytest.mark.xfail(strict=True,
+                                               reason=NOT_LEARNING_YET[name]))
+    if name in NOT_LEARNING_YET else name
+    for name in ('atss_pvt_v2_b0_demo.py',
+                 'cascade_mask_rcnn_pvt_v2_b0_demo.py',
+                 'sparse_rcnn_pvt_v2_b0_demo.py', 'detr_pvt_v2_b0_demo.py')])
 def test_family_learns(tmp_path, demo_data, config):
-    from common import build_runner, load_config, prepare
+    from pvt_mm.cli.runner import build_runner, load_config, prepare
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cwd = os.getcwd()
     try:
         os.chdir(REPO_ROOT)
-        cli = argparse.Namespace(
-            work_dir=str(tmp_path / 'wd'), launcher='none', local_rank=0,
-            cfg_options={'data_root': osp.join(demo_data, 'coco') + '/'})
-        cfg = load_config(osp.join(REPO_ROOT, 'configs', 'demo', config), cli)
+        cfg = load_config(
+            osp.join(REPO_ROOT, 'configs', 'demo', config),
+            cfg_options={'data_root': osp.join(demo_data, 'coco') + '/'},
+            work_dir=str(tmp_path / 'wd'), launcher='none')
         cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs + 1
         _keep_all_boxes(cfg)
         prepare(cfg, splits=('train', 'val'))

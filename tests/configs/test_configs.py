@@ -33,17 +33,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _fast_config_parsing():
-    """MMEngine re-reads every metafile.yml of a package for each ``mmdet::``
-    base (~0.3 s each); the files do not change during the tests."""
-    import mmengine.config.utils as utils
-    original = utils.load
-    utils.load = functools.lru_cache(maxsize=None)(original)
-    yield
-    utils.load = original
-
-
 def load(name):
     from mmengine.config import Config
     return Config.fromfile(osp.join(CONFIG_DIR, name))

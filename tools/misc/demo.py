@@ -1,7 +1,7 @@
 """``make demo``: train RetinaNet + PVTv2-B0 on generated data and print
 COCO metrics, before and after training.
 
-1. writes the demo dataset to data/demo (tools/make_demo_data.py) if it is
+1. writes the demo dataset to data/demo (tools/misc/make_demo_data.py) if it is
    not there yet;
 2. builds configs/demo/retinanet_pvt_v2_b0_demo.py with the same code path
    as tools/train.py (checks, registry scope, MMEngine runner);
@@ -11,7 +11,7 @@ COCO metrics, before and after training.
 Work dir: work_dirs/demo (checkpoints, logs, demo_metrics.json). The same
 run step by step::
 
-    python tools/make_demo_data.py
+    python tools/misc/make_demo_data.py
     python tools/train.py configs/demo/retinanet_pvt_v2_b0_demo.py
     python tools/test.py configs/demo/retinanet_pvt_v2_b0_demo.py \\
         work_dirs/retinanet_pvt_v2_b0_demo/epoch_6.pth
@@ -20,15 +20,12 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import time
 
-TOOLS = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(TOOLS)
-sys.path.insert(0, TOOLS)
+from pvt_mm.cli import build_runner, load_config, prepare
+from pvt_mm.datasets.demo_data import demo_data_ready, make_demo_data
 
-from common import build_runner, load_config, prepare  # noqa: E402
-from make_demo_data import demo_data_ready, make_demo_data  # noqa: E402
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 CONFIG = osp.join(REPO, 'configs', 'demo', 'retinanet_pvt_v2_b0_demo.py')
 SHOWN = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s',
@@ -69,9 +66,7 @@ def main(argv=None):
         options['data_root'] = osp.join(args.data, 'coco') + '/'
     if args.epochs:
         options['train_cfg.max_epochs'] = args.epochs
-    cli = argparse.Namespace(work_dir=args.work_dir, cfg_options=options,
-                             launcher='none', local_rank=0)
-    cfg = load_config(CONFIG, cli)
+    cfg = load_config(CONFIG, options, work_dir=args.work_dir, launcher='none')
     epochs = cfg.train_cfg.max_epochs
     cfg.train_cfg.val_interval = epochs + 1  # evaluated below instead
     prepare(cfg, splits=('train', 'val'))

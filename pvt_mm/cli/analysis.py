@@ -1,25 +1,20 @@
-"""Parameters and FLOPs of a config's model (or its backbone), attention included.
+"""What the analysis tools (get_flops, benchmark, benchmarks/) share:
+FLOP counting with fused attention included, building a config's model in
+its library's scope, and fake batches of a given size.
 
 MMEngine's ``FlopAnalyzer`` traces the model and counts every operator it
 has a handle for; ``F.scaled_dot_product_attention`` (the fused attention
 all pvt_mm blocks use) has none, so plain use would silently leave the
-attention matmuls out. This tool registers a handle for it. FLOPs are
-counted the way the PVT/CvT papers (and fvcore/MMEngine) count them: one
-multiply-accumulate = one FLOP.
-
-Examples::
-
-    python tools/get_flops.py configs/retinanet_pvt_v2_b0_coco.py
-    python tools/get_flops.py configs/retinanet_pvt_v2_b0_coco.py \\
-        --backbone-only --shape 800 1333 --show-table
+attention matmuls out. :func:`flop_analyzer` registers a handle for it.
+FLOPs are counted the way the PVT/CvT papers (and fvcore/MMEngine) count
+them: one multiply-accumulate = one FLOP.
 """
-import argparse
-import os
-import sys
 from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+
+from .runner import init_scope
 
 #: scope -> (module with the data sample class, class name)
 DATA_SAMPLES = {
@@ -56,27 +51,14 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
         return int(flop_analyzer(model, inputs).total())
 
 
-# ------------------------------------------------------------ configs
-
-def load_config(path: str, cfg_options: Optional[dict] = None):
-    from mmengine.config import Config
-    if not os.path.isfile(path):
-        raise SystemExit(f'config {path!r} not found')
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if 'model' not in cfg:
-        raise SystemExit(f'{path} has no `model` to build')
-    return cfg
-
-
 def build_model(cfg, device: str = 'cpu'):
     """``(model, scope)``: ``cfg.model`` built in the config's scope (mmdet,
     mmseg or mmpretrain), in eval mode, without loading pretrained weights
     (only shapes and speed matter here)."""
-    from common import init_scope  # tools/common.py, shared with train/test
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS, init_default_scope
+    if 'model' not in cfg:
+        raise SystemExit(f'{cfg.filename} has no `model` to build')
     scope = init_scope(cfg)
     init_default_scope(scope)
     model = MODELS.build(cfg.model)
@@ -124,25 +106,6 @@ class TensorForward(nn.Module):
         return self.model(inputs, self.data_samples, mode='tensor')
 
 
-def parse_args(argv=None):
-    from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('config', help='config file')
-    p.add_argument('--shape', type=int, nargs='+', default=None,
-                   help='input H [W] (default: 224 for mmpretrain, else '
-                        '800 1333 for mmdet and 512 512 for mmseg)')
-    p.add_argument('--backbone-only', action='store_true',
-                   help='count model.backbone alone')
-    p.add_argument('--show-table', action='store_true',
-                   help='per-module table of params and FLOPs')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, key=value')
-    args = p.parse_args(argv)
-    if args.shape is not None and len(args.shape) not in (1, 2):
-        p.error('--shape takes H or H W')
-    return args
-
-
 DEFAULT_SHAPES = {'mmdet': (800, 1333), 'mmseg': (512, 512),
                   'mmpretrain': (224, 224)}
 
@@ -152,45 +115,3 @@ def input_shape(shape: Optional[Sequence[int]], scope: str):
     if not shape:
         return DEFAULT_SHAPES[scope]
     return (shape[0], shape[-1])
-
-
-def main(argv=None) -> int:
-    from mmengine.analysis import parameter_count
-    from mmengine.analysis.print_helper import (_format_size,
-                                                complexity_stats_table)
-
-    args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    model, scope = build_model(cfg)
-    shape = input_shape(args.shape, scope)
-    if args.backbone_only:
-        if not hasattr(model, 'backbone'):
-            raise SystemExit(f'{type(model).__name__} has no .backbone; drop '
-                             f'--backbone-only')
-        target = model.backbone
-        inputs = (torch.randn(1, 3, *shape), )
-    else:
-        data = fake_batch(model, scope, shape)
-        target = TensorForward(model, data['data_samples'])
-        inputs = (data['inputs'], )
-        shape = tuple(inputs[0].shape[-2:])  # after the preprocessor's padding
-    with torch.no_grad():
-        analyzer = flop_analyzer(target, inputs)
-        total = analyzer.total()
-        attention = analyzer.by_operator().get(
-            'scaled_dot_product_attention', 0)
-    params = parameter_count(target)['']
-    what = 'backbone' if args.backbone_only else 'model'
-    print(f'{what} of {args.config}, input 1x3x{shape[0]}x{shape[1]}')
-    print(f'Params: {_format_size(params)} ({params:,})')
-    print(f'FLOPs:  {_format_size(total)} ({total:,}; multiply-accumulates, '
-          f'as the papers count them)')
-    print(f'  of which fused attention (q@k^T, attn@v): {_format_size(attention)}'
-          f' ({100 * attention / max(total, 1):.1f}%)')
-    if args.show_table:
-        print(complexity_stats_table(flops=analyzer, show_param_shapes=False))
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

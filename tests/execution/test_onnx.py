@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import PYRAMID_CVT, PYRAMID_V2
 from pvt_mm import CvT, PVTv1, PVTv2
 
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')
 
-TINY_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
-               depths=(1, 1, 1, 1), mlp_ratios=(4, 4, 4, 4),
-               sr_ratios=(8, 4, 2, 1))
-TINY_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), depths=(1, 1, 1),
-                patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2), mlp_ratio=2)
+TINY_V2, TINY_CVT = PYRAMID_V2, PYRAMID_CVT
 
 MODELS = {
     # PVTv1 exported at its pretraining size: the pos-embed resize must
@@ -62,7 +59,7 @@ def test_onnx_export_matches_pytorch(tmp_path, name):
 
 
 def test_traceable_pool_equals_adaptive_pool():
-    from pvt_mm.models.layers import traceable_adaptive_avg_pool2d
+    from pvt_mm.execution import traceable_adaptive_avg_pool2d
     for shape in [(1, 2, 7, 7), (2, 3, 9, 13), (1, 1, 30, 17), (1, 1, 3, 5)]:
         x = torch.randn(shape)
         assert torch.allclose(traceable_adaptive_avg_pool2d(x, 7),

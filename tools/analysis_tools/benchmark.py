@@ -6,10 +6,10 @@ requested size through ``model.test_step`` (data preprocessing, forward,
 post-processing: what ``tools/test.py`` runs per batch) or, with
 ``--backbone-only``, through ``model.backbone``, and reports after warm-up::
 
-    python tools/benchmark.py configs/retinanet_pvt_v2_b0_coco.py
-    python tools/benchmark.py configs/retinanet_pvt_v2_b2_coco.py \\
+    python tools/analysis_tools/benchmark.py configs/retinanet_pvt_v2_b0_coco.py
+    python tools/analysis_tools/benchmark.py configs/retinanet_pvt_v2_b2_coco.py \\
         --backbone-only --shape 512 512 --shape 800 1333 --repeats 20
-    python tools/benchmark.py CONFIG --device cuda --amp bf16
+    python tools/analysis_tools/benchmark.py CONFIG --device cuda --amp bf16
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` per size; on CPU
 the process's peak resident set size and its increase during that size's
@@ -18,15 +18,14 @@ See benchmarks/bench_backbones.py for side-by-side comparisons.
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from get_flops import build_model, fake_data, input_shape, load_config  # noqa: E402
+from pvt_mm.cli import load_config
+from pvt_mm.cli.analysis import build_model, fake_data, input_shape
 
 AMP = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 

@@ -12,7 +12,6 @@ import pytest
 
 from conftest import REPO_ROOT
 # The same cached metafile reads as test_configs (an autouse fixture).
-from test_configs import _fast_config_parsing  # noqa: F401
 
 from pvt_mm import official_recipes as R
 from pvt_mm.paper_results import PAPER_RESULTS

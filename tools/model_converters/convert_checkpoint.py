@@ -10,9 +10,9 @@ get the ``backbone.`` part converted (without the class-token leftovers a
 dense backbone has no place for), so the result loads strictly into an
 mmdet 3.x / mmseg 1.x model with ``load_from``.
 
-    python tools/convert_checkpoint.py pvt_v2_b2.pth pvt_v2_b2_mm.pth
-    python tools/convert_checkpoint.py retinanet_pvt_v2_b2.pth out.pth --family PVTv2
-    python tools/convert_checkpoint.py old_pickle.pth out.pth --trust-pickle
+    python tools/model_converters/convert_checkpoint.py pvt_v2_b2.pth pvt_v2_b2_mm.pth
+    python tools/model_converters/convert_checkpoint.py retinanet_pvt_v2_b2.pth out.pth --family PVTv2
+    python tools/model_converters/convert_checkpoint.py old_pickle.pth out.pth --trust-pickle
 """
 import argparse
 import os

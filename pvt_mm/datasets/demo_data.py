@@ -12,9 +12,8 @@ scenes are written in three standard layouts::
         use reduce_zero_label=True as for ADE20K)
     OUT/imagenet/{train,val}/<class>/NNNNNN.jpg       one shape per image
 
-Usage: python tools/make_demo_data.py [--out data/demo] [--num-train 240]
+Command line: python tools/misc/make_demo_data.py [--out data/demo] [--num-train 240]
 """
-import argparse
 import json
 import math
 import os
@@ -163,22 +162,3 @@ def demo_data_ready(out: str = 'data/demo') -> bool:
         'coco/annotations/instances_train.json',
         'coco/annotations/instances_val.json',
         'ade/annotations/validation', 'imagenet/val'))
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', default='data/demo',
-                        help='output folder (default: data/demo)')
-    parser.add_argument('--num-train', type=int, default=240)
-    parser.add_argument('--num-val', type=int, default=60)
-    parser.add_argument('--size', type=int, default=128,
-                        help='side of the detection/segmentation images')
-    parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args()
-
-
-if __name__ == '__main__':
-    args = parse_args()
-    make_demo_data(args.out, args.num_train, args.num_val, args.size,
-                   seed=args.seed)
-    print(f'demo data written to {args.out}')

@@ -40,14 +40,9 @@ NUM_CLASSES = 3
 _RUN_IDS = itertools.count()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The toy model is tiny: one thread avoids OpenMP overhead (and
-    contention when the machine is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# The toy model is tiny: one thread avoids OpenMP overhead (and contention
+# when the machine is busy).
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # --------------------------------------------------------------- toy task

@@ -9,15 +9,14 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 import pvt_mm
+from conftest import PYRAMID_CVT, PYRAMID_V2
 from pvt_mm import CvT, PVTv1, PVTv2
 from pvt_mm.models.base import linear_drop_path
 from pvt_mm.models.layers import QuickGELU
 
-TINY_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
-               depths=(1, 2, 1, 1), mlp_ratios=(4, 4, 4, 4),
-               sr_ratios=(8, 4, 2, 1))
-TINY_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), depths=(1, 1, 2),
-                patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2), mlp_ratio=2)
+# Full pyramids with one stage two blocks deep (drop-path, freezing).
+TINY_V2 = dict(PYRAMID_V2, depths=(1, 2, 1, 1))
+TINY_CVT = dict(PYRAMID_CVT, depths=(1, 1, 2))
 # One small model per family (and the linear-SRA variant).
 SMALL = {
     'PVTv1': lambda **kw: PVTv1(arch=TINY_V2, **kw),

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 
 TOOLS = osp.join(REPO_ROOT, 'tools')
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
@@ -22,12 +22,9 @@ DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
-sys.path.insert(0, TOOLS)
-
-
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    from make_demo_data import make_demo_data
+    from pvt_mm.datasets.demo_data import make_demo_data
     return make_demo_data(str(tmp_path_factory.mktemp('demo_data')),
                           num_train=16, num_val=8)
 
@@ -36,11 +33,10 @@ def run(tool, *args, cwd, in_process=False):
     """``python tools/<tool> args`` in a subprocess, or (faster: no second
     import of torch/mmdet) its ``main(args)`` in this process."""
     if in_process:
-        import importlib
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # as ENV does for subprocesses
         try:
-            importlib.import_module(tool[:-3]).main(list(args))
+            load_tool(tool[:-3]).main(list(args))
         finally:
             torch.set_num_threads(threads)
         return ''
