@@ -2,7 +2,6 @@
 the backbone's ``out_channels``), and runs one training step and one
 inference on a tiny CPU input; configs inherit the downstream libraries'
 bases; a user project outside the repo inherits ours with ``pvt_mm::``."""
-import functools
 import glob
 import os
 import os.path as osp
@@ -14,6 +13,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.usefixtures('fast_config_parsing')
 
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 CONFIGS = sorted(

@@ -11,10 +11,11 @@ import os.path as osp
 import pytest
 
 from conftest import REPO_ROOT
-# The same cached metafile reads as test_configs (an autouse fixture).
 
 from pvt_mm import official_recipes as R
 from pvt_mm.paper_results import PAPER_RESULTS
+
+pytestmark = pytest.mark.usefixtures('fast_config_parsing')
 
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 CONFIGS = sorted(

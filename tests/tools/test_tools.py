@@ -211,6 +211,7 @@ def test_paper_table_code_and_paper_columns(tmp_path):
     metrics.write_text(json.dumps(dict(
         config='configs/sem_fpn_pvt_v1_small_ade20k_40k.py', checkpoint='x',
         metrics={'mIoU': 41.0})))
+    paper_table = load_tool('analysis_tools/paper_table')
     code, paper = paper_table.rows_for(str(metrics))
     assert code[1:5] == ('mIoU', 41.0, 41.9, pytest.approx(-0.9))
     assert paper[1:5] == ('mIoU (paper)', 41.0, 39.8, pytest.approx(1.2))
