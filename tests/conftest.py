@@ -79,3 +79,21 @@ def fast_config_parsing():
     utils.load = functools.lru_cache(maxsize=None)(original)
     yield
     utils.load = original
+
+
+def scaled_mismatches(expected: dict, got: dict, rtol: float,
+                      atol_of_max: float) -> dict:
+    """Keys whose tensor in ``got`` differs from ``expected`` by more than
+    ``rtol`` x that tensor's largest magnitude + ``atol_of_max`` x the
+    largest magnitude of all tensors (one that is zero in exact arithmetic,
+    e.g. a key bias's gradient, holds rounding noise only), each with its
+    error relative to the tensor's own largest magnitude."""
+    scale = max(t.abs().max().item() for t in expected.values())
+    bad = {}
+    for k, a in expected.items():
+        err = (got[k] - a).abs().max().item()
+        own = a.abs().max().item()
+        if err > rtol * own + atol_of_max * scale:
+            bad[k] = err / max(own, 1e-30)
+    return bad
+

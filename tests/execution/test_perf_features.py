@@ -16,7 +16,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import REPO_ROOT, TINY_V2, load_tool, tiny_models
+from conftest import (REPO_ROOT, TINY_V2, load_tool, scaled_mismatches,
+                      tiny_models)
 from pvt_mm import PVTv2
 from pvt_mm.cli import analysis
 from pvt_mm.execution import (add_residual, attention, execution_policy,
@@ -167,12 +168,11 @@ def assert_grads_close(expected, got):
     absolutely to the largest gradient of all (some gradients are zero in
     exact arithmetic, e.g. of a key bias, and only rounding noise here)."""
     assert len(expected) == len(got)
-    scale = max(a.abs().max().item() for a in expected if a is not None)
-    for a, b in zip(expected, got):
-        assert (a is None) == (b is None)
-        if a is not None:
-            err = (a - b).abs().max().item()
-            assert err <= 1e-4 * a.abs().max().item() + 1e-6 * scale, err
+    assert [a is None for a in expected] == [b is None for b in got]
+    present = [i for i, a in enumerate(expected) if a is not None]
+    bad = scaled_mismatches({i: expected[i] for i in present},
+                            {i: got[i] for i in present}, 1e-4, 1e-6)
+    assert not bad, bad
 
 
 @pytest.mark.parametrize('name', ['pvtv2', 'pvtv2_li', 'pvtv1', 'cvt_cls',
