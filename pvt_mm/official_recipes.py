@@ -254,6 +254,15 @@ NO_OFFICIAL = {
 }
 
 
+def _drop_path(backbone):
+    # A list is per stage (CvT's convention), a number linear over all
+    # blocks (pvt_mm.models.base.stage_drop_paths).
+    rate = backbone.get('drop_path_rate')
+    if isinstance(rate, (list, tuple)):
+        return ('per_stage', tuple(float(r) for r in rate))
+    return rate
+
+
 def no_official_reason(name):
     if name.startswith('demo/'):
         return NO_OFFICIAL['demo']
@@ -276,13 +285,6 @@ DEVIATIONS = {
                     '2048x512 bound and pad to a multiple of 32 in the data '
                     'preprocessor instead, and crop the padding off the '
                     'prediction',
-    },
-    'cls_cvt_*': {
-        'drop_path_rate': 'pvt_mm.CvT takes one drop_path_rate spread '
-                          'linearly over all blocks; the official CvT '
-                          'spreads 0.1 over the last stage only '
-                          '(DROP_PATH_RATE [0, 0, 0.1]); per-stage rates need '
-                          'a backbone argument (follow-up)',
     },
 }
 
@@ -407,7 +409,7 @@ def recipe_of(cfg, task=None):
     clip = _get(ow, 'clip_grad')
     backbone = cfg.model.backbone
     pw = _get(ow, 'paramwise_cfg') or {}
-    r = dict(task=task, drop_path_rate=backbone.get('drop_path_rate'),
+    r = dict(task=task, drop_path_rate=_drop_path(backbone),
              optimizer=opt.type, lr=opt.lr,
              weight_decay=opt.get('weight_decay', 0.), no_decay=no_decay(ow),
              lr_mult={k: v['lr_mult'] for k, v in

@@ -15,9 +15,10 @@ V1_SEG = ('PVT official segmentation README (mIoU "paper" column), '
 V1_SEG_CODE = ('PVT official segmentation README (mIoU "code" column: the '
                'official configs, which ours reproduce), '
                'https://github.com/whai362/PVT/blob/v2/segmentation/README.md')
-V2_SEG = 'PVTv2 paper, arXiv:2106.13797, Table 4 (Semantic FPN, ADE20K val)'
-V1_PAPER_DET = ('PVTv1 paper (ICCV 2021, arXiv:2102.12122), COCO val2017 '
-                'tables, "3x + MS" columns (no official config)')
+V2_SEG = 'PVTv2 paper, arXiv:2106.13797, Table 5 (Semantic FPN, ADE20K val)'
+V1_PAPER_DET = ('PVTv1 paper (ICCV 2021, arXiv:2102.12122), COCO val2017, '
+                'Table 3 (RetinaNet) / Table 4 (Mask R-CNN), "3x + MS" '
+                'columns (no official config)')
 CLS = ('PVT official classification README, '
        'https://github.com/whai362/PVT/blob/v2/classification/README.md')
 CVT = 'CvT paper, arXiv:2103.15808, Table 3'
@@ -58,10 +59,10 @@ PAPER_RESULTS = {
     'mask_rcnn_pvt_v2_b5_coco': _mask(47.4, 42.5, V2_DET),
     'retinanet_pvt_v1_small_coco_640': _box(38.7, V1_DET),
     'detr_pvt_v1_small_coco_50e': _box(34.7, V1_DET),
-    # PVTv1 paper: 3x schedule + multi-scale training. Transcribed without
-    # access to the paper's PDF: re-check against its Tables 3-4
-    # (whai362/PVT#67 quotes 42.2 and 43.2 for "PVT_small and PVT_large";
-    # here 43.2 is PVT-Medium's and 43.4 PVT-Large's).
+    # PVTv1 paper: 3x schedule + multi-scale training (shorter side drawn
+    # from [640, 800], Sec. 5.2), checked against Tables 3-4 of
+    # arXiv:2102.12122v2. (whai362/PVT#67 quotes 42.2 and 43.2 for
+    # "PVT_small and PVT_large"; in the paper 43.2 is PVT-Medium's.)
     'retinanet_pvt_v1_tiny_coco_3x_ms': _box(39.4, V1_PAPER_DET),
     'retinanet_pvt_v1_small_coco_3x_ms': _box(42.2, V1_PAPER_DET),
     'retinanet_pvt_v1_medium_coco_3x_ms': _box(43.2, V1_PAPER_DET),
@@ -91,8 +92,8 @@ PAPER_RESULTS = {
     'sem_fpn_pvt_v2_b0_ade20k_40k': dict(mIoU=37.2, source=V2_SEG),
     'sem_fpn_pvt_v2_b1_ade20k_40k': dict(mIoU=42.5, source=V2_SEG),
     'sem_fpn_pvt_v2_b2_ade20k_40k': dict(mIoU=45.2, source=V2_SEG),
-    # Not in the PVTv2-Seg README; transcribed without access to the PDF:
-    # re-check against the paper's Table 4.
+    # Not in the PVTv2-Seg README (which has the B2-Li config but no row);
+    # the PVTv2 paper's Table 5 has it.
     'sem_fpn_pvt_v2_b2_li_ade20k_40k': dict(mIoU=45.1, source=V2_SEG),
     'sem_fpn_pvt_v2_b3_ade20k_40k': dict(mIoU=47.3, source=V2_SEG),
     'sem_fpn_pvt_v2_b4_ade20k_40k': dict(mIoU=47.9, source=V2_SEG),

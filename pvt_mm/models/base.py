@@ -45,6 +45,37 @@ def linear_drop_path(rate: float, total: int) -> List[float]:
     return [rate * i / (total - 1) for i in range(total)]
 
 
+def stage_drop_paths(rate: Union[float, Sequence[float]],
+                     depths: Sequence[int]) -> List[List[float]]:
+    """Per-stage lists of block drop-path rates.
+
+    A number rises linearly from 0 to ``rate`` over all blocks of the
+    network (PVT, PVTv2, timm). A sequence has one maximum per stage and
+    rises from 0 to ``rate[i]`` within stage ``i`` (the official CvT's
+    ``DROP_PATH_RATE: [0.0, 0.0, 0.1]``).
+    """
+    if isinstance(rate, (list, tuple)):
+        if len(rate) != len(depths):
+            raise ValueError(
+                f'drop_path_rate has {len(rate)} per-stage entries but the '
+                f'backbone has {len(depths)} stages; give one number per '
+                f'stage, or one number for a linear rise over all blocks')
+        rates = [float(r) for r in rate]
+        return [linear_drop_path(r, d) for r, d in zip(rates, depths)]
+    rates = iter(linear_drop_path(float(rate), sum(depths)))
+    return [[next(rates) for _ in range(d)] for d in depths]
+
+
+def _check_rates(rate) -> None:
+    values = rate if isinstance(rate, (list, tuple)) else [rate]
+    for r in values:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or \
+                not 0. <= r < 1.:
+            raise ValueError(f'drop_path_rate must be a number in [0, 1) or '
+                             f'a list of such numbers (one per stage), got '
+                             f'{rate!r}')
+
+
 def reject_unknown_kwargs(cls_name: str, kwargs: dict) -> None:
     """Raise a ``TypeError`` naming every unknown argument and its fix."""
     if not kwargs:
@@ -70,7 +101,9 @@ class PyramidBackbone(BaseModule):
             (families with a class token).
         qkv_bias: bias in the query / key / value projections.
         drop_rate, attn_drop_rate: dropout rates.
-        drop_path_rate: stochastic depth, linear over all blocks.
+        drop_path_rate: stochastic depth. A number: rising linearly from 0
+            over all blocks (PVT's convention); a list with one number per
+            stage: rising from 0 within each stage (CvT's convention).
         frozen_stages: stages ``0..frozen_stages`` get no gradients and stay
             in eval mode; -1 freezes nothing.
         norm_eval: keep BatchNorm layers in eval mode.
@@ -134,7 +167,7 @@ class PyramidBackbone(BaseModule):
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
+                 drop_path_rate: Union[float, Sequence[float]] = 0.1,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
@@ -153,6 +186,7 @@ class PyramidBackbone(BaseModule):
         self.qkv_bias = qkv_bias
         self.drop_rate = drop_rate
         self.attn_drop_rate = attn_drop_rate
+        _check_rates(drop_path_rate)
         self.drop_path_rate = drop_path_rate
         self.norm_eval = norm_eval
         self.frozen_stages = frozen_stages
@@ -191,18 +225,17 @@ class PyramidBackbone(BaseModule):
         ``patch_embed(i)``, LayerNorm eps ``embed_norm_eps``) followed by
         ``depths[i]`` pre-norm :class:`Block` s (LayerNorm eps ``norm_eps``)
         whose attention and FFN ``block_layers(i, dims)`` builds, with
-        stochastic depth rising linearly over all blocks to
-        ``drop_path_rate``. ``stage_args(i)`` gives the remaining
+        stochastic depth from ``drop_path_rate`` (:func:`stage_drop_paths`). ``stage_args(i)`` gives the remaining
         :class:`Stage` arguments (norm, position embedding, class token...).
         """
-        rates = iter(linear_drop_path(self.drop_path_rate, sum(depths)))
+        rates = stage_drop_paths(self.drop_path_rate, depths)
         stages, prev = [], self.in_channels
-        for i, (dims, depth) in enumerate(zip(embed_dims, depths)):
+        for i, dims in enumerate(embed_dims):
             kernel, stride, padding = patch_embed(i)
             embed = PatchEmbed(prev, dims, kernel, stride, padding=padding,
                                norm_eps=embed_norm_eps)
-            blocks = [Block(dims, *block_layers(i, dims), drop_path=next(rates),
-                            norm_eps=norm_eps) for _ in range(depth)]
+            blocks = [Block(dims, *block_layers(i, dims), drop_path=rate,
+                            norm_eps=norm_eps) for rate in rates[i]]
             stages.append(Stage(embed, blocks, with_cp=self.with_cp,
                                 **stage_args(i)))
             prev = dims

@@ -402,6 +402,40 @@ def test_drop_path_linear_rule():
     assert cvt.stages[2].blocks[-1].drop_path.drop_prob == pytest.approx(0.2)
 
 
+def _block_rates(model):
+    return [[b.drop_path.drop_prob if isinstance(b.drop_path, DropPath)
+             else 0. for b in s.blocks] for s in model.stages]
+
+
+def test_drop_path_per_stage_is_cvts_rule():
+    # The official CvT builds stage i's blocks with
+    # torch.linspace(0, DROP_PATH_RATE[i], depth_i); a list does the same.
+    arch = dict(PYRAMID_CVT, depths=(2, 2, 3))
+    cvt = CvT(arch=arch, drop_path_rate=[0., 0.05, 0.2])
+    expected = [torch.linspace(0, r, d).tolist()
+                for r, d in zip([0., 0.05, 0.2], arch['depths'])]
+    assert _block_rates(cvt) == [pytest.approx(e) for e in expected]
+    # negative control: the same maximum as one number rises over all
+    # blocks, so the first stages are no longer drop-path free
+    flat = _block_rates(CvT(arch=arch, drop_path_rate=0.2))
+    assert flat[0][-1] > 0 and flat[1][0] > 0
+    # PVT families take the list too (one entry per stage)
+    v2 = PVTv2(arch=dict(TINY_V2, depths=(1, 1, 1, 2)),
+               drop_path_rate=[0., 0., 0., 0.3])
+    assert _block_rates(v2) == [[0.], [0.], [0.], pytest.approx([0., 0.3])]
+
+
+@pytest.mark.parametrize('rate, match', [
+    ([0., 0.1], 'has 2 per-stage entries but the backbone has 3 stages'),
+    (1.0, r'number in \[0, 1\)'),
+    ([0., -0.1, 0.1], r'number in \[0, 1\)'),
+    ('0.1', r'number in \[0, 1\)'),
+])
+def test_drop_path_rate_errors(rate, match):
+    with pytest.raises(ValueError, match=match):
+        CvT(arch=TINY_CVT, drop_path_rate=rate)
+
+
 def test_drop_path_is_active_in_training_only():
     model = PVTv2(arch=TINY_V2, drop_path_rate=0.5)
     x = torch.randn(2, 3, 64, 64)

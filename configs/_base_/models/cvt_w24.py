@@ -13,10 +13,13 @@ pretrained = 'checkpoints/cvt_w24.pth'
 backbone = dict(type='pvt_mm.CvT', arch='w24',
                 # 4-level FPNs need a stride-32 map: a 3x3/2 conv on stage 3.
                 extra_downsample=True, out_indices=(0, 1, 2, 3),
-                drop_path_rate=0.1,
+                # CvT's convention (its DROP_PATH_RATE): one maximum per
+                # stage, rising from 0 within the stage; the official
+                # models drop paths in the last stage only.
+                drop_path_rate=[0., 0., 0.1],
                 init_cfg=dict(type='Pretrained', checkpoint=pretrained))
 # What the backbone returns per level (its `out_channels`); necks use it.
 backbone_channels = [192, 768, 1024, 1024]
 # ImageNet classification (configs/cls_*): pooled output, from scratch.
 cls_backbone = dict(type='pvt_mm.CvT', arch='w24', out_type='cls_token',
-                    drop_path_rate=0.3)
+                    drop_path_rate=[0., 0., 0.3])
