@@ -250,6 +250,10 @@ NO_OFFICIAL = {
                  'R-CNN rows but the official repository has no config for '
                  'them; ours apply the 1x code recipe with 36 epochs and '
                  'the paper\'s multi-scale training (short side 640-800)',
+    'sem_fpn_pvt_v1_large_ade20k_160k_tta': 'the PVTv1 paper\'s "PVT-Large*" '
+        'row (320k iterations, multi-scale flip test) has no official '
+        'config; ours is the official 40k recipe with the iterations scaled '
+        'the official way (320k at batch 16 -> 160k at batch 32)',
     'demo': 'demo configs (configs/demo/) train on the generated demo data',
 }
 

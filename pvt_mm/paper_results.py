@@ -92,6 +92,12 @@ PAPER_RESULTS = {
     'sem_fpn_pvt_v2_b0_ade20k_40k': dict(mIoU=37.2, source=V2_SEG),
     'sem_fpn_pvt_v2_b1_ade20k_40k': dict(mIoU=42.5, source=V2_SEG),
     'sem_fpn_pvt_v2_b2_ade20k_40k': dict(mIoU=45.2, source=V2_SEG),
+    # PVTv1 paper, Table 5, "PVT-Large*": 320k iterations (at batch 16)
+    # and multi-scale + flip testing (tools/test.py --tta; TTA_ROWS).
+    'sem_fpn_pvt_v1_large_ade20k_160k_tta': dict(
+        mIoU=44.8, source='PVTv1 paper (arXiv:2102.12122), Table 5, '
+        '"PVT-Large*" (320k iterations, multi-scale flip test; no official '
+        'config)'),
     # Not in the PVTv2-Seg README (which has the B2-Li config but no row);
     # the PVTv2 paper's Table 5 has it.
     'sem_fpn_pvt_v2_b2_li_ade20k_40k': dict(mIoU=45.1, source=V2_SEG),
@@ -127,6 +133,11 @@ CODE_VS_PAPER = {
     for arch, code, paper in (('tiny', 36.6, 35.7), ('small', 41.9, 39.8),
                               ('medium', 43.5, 41.6), ('large', 43.5, 42.1))
 }
+
+#: Rows published with test-time augmentation: compare runs of
+#: ``tools/test.py --tta`` (tools/analysis_tools/paper_table.py says so
+#: when a metrics.json was not).
+TTA_ROWS = frozenset({'sem_fpn_pvt_v1_large_ade20k_160k_tta'})
 
 #: How test.py's metric keys map to the names above, and their scale.
 #: COCO and MMPretrain report fractions / percent; MMSegmentation percent.

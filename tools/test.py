@@ -2,6 +2,7 @@
 
     python tools/test.py configs/retinanet_pvt_v2_b2_coco.py CKPT.pth
     python tools/test.py CONFIG CKPT --cfg-options data_root=/data/coco/
+    python tools/test.py CONFIG CKPT --tta     # multi-scale + flip test
     bash tools/dist_test.sh CONFIG CKPT 8
 
 Prints the metrics and writes them, with the config and checkpoint, to
@@ -14,7 +15,7 @@ import os
 import os.path as osp
 
 from pvt_mm.cli import (add_common_args, build_runner, config_from_args,
-                        finish, prepare)
+                        finish, prepare, use_test_time_aug)
 
 #: Training-only settings; MMEngine builds a test-only runner without them.
 TRAIN_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper',
@@ -30,14 +31,18 @@ def parse_args(argv=None):
                         '(default: <work dir>/metrics.json)')
     parser.add_argument('--out', help='also dump the raw predictions to '
                         'this .pkl file')
+    parser.add_argument('--tta', action='store_true', help='test-time '
+                        'augmentation: the config\'s tta_pipeline and '
+                        'tta_model (e.g. multi-scale + flip)')
     add_common_args(parser)
     return parser.parse_args(argv)
 
 
-def write_metrics(path: str, config: str, checkpoint: str, metrics) -> None:
+def write_metrics(path: str, config: str, checkpoint: str, metrics,
+                  tta: bool = False) -> None:
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w') as f:
-        json.dump(dict(config=config, checkpoint=checkpoint,
+        json.dump(dict(config=config, checkpoint=checkpoint, tta=tta,
                        metrics={k: float(v) for k, v in metrics.items()}),
                   f, indent=2)
 
@@ -57,6 +62,8 @@ def main(argv=None):
         evaluator = cfg.test_evaluator
         cfg.test_evaluator = (list(evaluator) if isinstance(evaluator, list)
                               else [evaluator]) + [dump]
+    if args.tta:
+        use_test_time_aug(cfg)
     prepare(cfg, splits=('test', ))
     runner = build_runner(cfg)
     metrics = runner.test()
@@ -65,7 +72,8 @@ def main(argv=None):
               'no box scored above model.test_cfg.score_thr)')
     if runner.rank == 0:
         out = args.metrics_out or osp.join(cfg.work_dir, 'metrics.json')
-        write_metrics(out, args.config, args.checkpoint, metrics)
+        write_metrics(out, args.config, args.checkpoint, metrics,
+                      tta=args.tta)
         print(f'metrics written to {out}')
     finish()
 

@@ -94,6 +94,23 @@ def prepare(cfg, splits) -> None:
     prepare_config(cfg, splits)
 
 
+def use_test_time_aug(cfg) -> None:
+    """Test with the config's test-time augmentation, the way MMDetection's
+    and MMSegmentation's ``tools/test.py --tta`` do: the test set runs
+    ``tta_pipeline`` and ``tta_model`` (e.g. ``SegTTAModel``) merges the
+    predictions of every augmented view of the model."""
+    missing = [k for k in ('tta_pipeline', 'tta_model') if not cfg.get(k)]
+    if missing:
+        raise ValueError(
+            f'--tta: the config defines no {" / ".join(missing)}; add them '
+            f'(e.g. configs/sem_fpn_pvt_v1_large_ade20k_160k_tta.py: '
+            f"tta_model = dict(type='SegTTAModel') and a TestTimeAug "
+            f'pipeline) or test without --tta')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
 def build_runner(cfg):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

@@ -128,6 +128,7 @@ def test_config_coverage():
     expected |= {'detr_pvt_v1_small_coco_50e.py',
                  'retinanet_pvt_v1_small_coco_640.py'}
     expected |= {f'sem_fpn_{b}_ade20k_40k.py' for b in dense}
+    expected |= {'sem_fpn_pvt_v1_large_ade20k_160k_tta.py'}
     expected |= {f'cls_{b}_in1k.py' for b in dense + ['cvt_w24']}
     missing = expected - set(CONFIGS)
     assert not missing, sorted(missing)

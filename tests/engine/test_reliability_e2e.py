@@ -3,7 +3,7 @@ SIGKILL (mid-run, and in the middle of writing a checkpoint) resumes to the
 same weights as an uninterrupted run; 2-process DDP on CPU (gloo) trains in
 step with single-process training and evaluates to the same metrics.
 
-The toy task comes from tests/test_reliability.py; the ``slow`` tests run
+The toy task comes from tests/engine/toy_task.py; the ``slow`` tests run
 the same scenarios through tools/train.py and tools/test.py on the demo
 detection config and generated demo data.
 """
@@ -22,11 +22,11 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from conftest import REPO_ROOT, scaled_mismatches
-from test_reliability import (assert_same_weights, last_checkpoint, run_toy,
-                              toy_cfg, weights)
+from toy_task import (assert_same_weights, last_checkpoint, run_toy, toy_cfg,
+                      weights)
 
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
-# children import test_reliability (here) and conftest (tests/)
+# children import toy_task (here) and conftest (tests/)
 CHILD_PATH = os.pathsep.join([TESTS_DIR, osp.dirname(TESTS_DIR)])
 PY = sys.executable
 
@@ -41,12 +41,12 @@ def run_child(code: str, *args, timeout=300, **kwargs):
                           cwd=REPO_ROOT, **kwargs)
 
 
-# Children use one thread like the parent (tests/test_reliability.py's
+# Children use one thread like the parent (test_reliability.py's
 # fixture): bit-identical results need the same thread count.
 TRAIN_TOY = '''
 import json, sys
 import torch
-import test_reliability as T
+import toy_task as T
 torch.set_num_threads(1)
 T.run_toy(json.loads(sys.argv[1]))
 '''
@@ -68,7 +68,7 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path):
 KILL_WHILE_SAVING = '''
 import builtins, json, os, signal, sys
 import torch
-import test_reliability as T
+import toy_task as T
 torch.set_num_threads(1)
 real_open, seen = builtins.open, []
 
@@ -129,7 +129,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.dist import get_rank, get_world_size
 from mmengine.runner import Runner
-import test_reliability  # noqa: F401  (registers the toy task)
+import toy_task  # noqa: F401  (registers the toy task)
 from pvt_mm.engine import prepare_config
 
 torch.set_num_threads(1)

@@ -169,3 +169,76 @@ def test_demo_learns(tmp_path):
     assert result['untrained']['bbox_mAP'] < 0.05
     assert result['trained']['bbox_mAP'] > 0.3
     assert 'bbox_mAP' in res.stdout and 'untrained' in res.stdout
+
+
+def test_tta_runs_every_view(tmp_path, data, monkeypatch):
+    """``tools/test.py --tta`` runs the config's tta_pipeline through its
+    tta_model: every image is predicted at 6 scales x 2 flips and merged."""
+    from mmengine.config import Config
+    from mmseg.models import SegTTAModel
+    from mmseg.registry import MODELS
+    from pvt_mm.cli import init_scope
+    cfg_path = osp.join(DEMO, 'sem_fpn_pvt_v2_b0_demo.py')
+    cfg = Config.fromfile(cfg_path)
+    init_scope(cfg)
+    ckpt = str(tmp_path / 'untrained.pth')
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), ckpt)
+    views = []
+    merge = SegTTAModel.merge_preds
+
+    def counting_merge(self, data_samples_list):
+        views.extend(len(samples) for samples in data_samples_list)
+        return merge(self, data_samples_list)
+
+    monkeypatch.setattr(SegTTAModel, 'merge_preds', counting_merge)
+    root = osp.join(data, 'ade')
+    work_dir = str(tmp_path / 'wd')
+    run('test.py', cfg_path, ckpt, '--tta', '--work-dir', work_dir,
+        '--cfg-options', f'data_root={root}', 'test_dataloader.batch_size=1',
+        cwd=tmp_path, in_process=True)
+    assert views == [12] * 8  # 8 validation images, 6 scales x 2 flips
+    with open(osp.join(work_dir, 'metrics.json')) as f:
+        metrics = json.load(f)
+    assert metrics['tta'] is True and 0 <= metrics['metrics']['mIoU'] <= 100
+
+
+def test_tta_needs_the_configs_pipeline_and_model():
+    from mmengine.config import Config
+    from pvt_mm.cli import use_test_time_aug
+    cfg = Config(dict(model=dict(type='RetinaNet'),
+                      test_dataloader=dict(dataset=dict(pipeline=[]))))
+    with pytest.raises(ValueError, match='defines no tta_pipeline / '
+                                         'tta_model'):
+        use_test_time_aug(cfg)
+
+
+def test_long_schedule_tta_scales_are_mmseg_0x_multiscale_flip(tmp_path):
+    """PVT-Large* (paper Table 5) tests at the 2048x512 scale times
+    0.5 ... 1.75, each flipped and not (MMSegmentation 0.x
+    MultiScaleFlipAug), not at the image size times the ratios."""
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import TRANSFORMS
+    from pvt_mm.cli import init_scope
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs', 'sem_fpn_pvt_v1_large_ade20k_160k_tta.py'))
+    init_scope(cfg)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        tta = TRANSFORMS.build(cfg.tta_pipeline[1])
+    from PIL import Image
+    img = np.zeros((300, 400, 3), np.uint8)
+    seg_path = str(tmp_path / 'seg.png')
+    Image.fromarray(np.ones((300, 400), np.uint8)).save(seg_path)
+    out = tta(dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+                   seg_fields=[], reduce_zero_label=True, img_path='x.jpg',
+                   seg_map_path=seg_path))
+    shapes = [s.img_shape for s in out['data_samples']]
+    flips = [s.flip for s in out['data_samples']]
+    # keep_ratio inside (2048 r, 512 r): the short side 300 -> 512 r
+    expected = [(round(300 * 512 * r / 300), round(400 * 512 * r / 300))
+                for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)]
+    assert sorted(set(shapes)) == sorted(set(expected))
+    assert sorted(flips) == [False] * 6 + [True] * 6
+    assert cfg.train_cfg.max_iters == 160000
+    assert cfg.param_scheduler[0].end == 160000

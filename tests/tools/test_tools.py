@@ -1,6 +1,7 @@
 """tools/: data-root override, dataset checks before any model is built,
 argument errors, launcher scripts and the paper table (no training here;
 see test_e2e.py)."""
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -218,6 +219,21 @@ def test_paper_table_code_and_paper_columns(tmp_path):
     assert '"code" column' in code[5] and '"paper" column' in paper[5]
 
 
+def test_paper_table_flags_a_single_scale_run_of_a_tta_row(tmp_path):
+    paper_table = load_tool('analysis_tools/paper_table')
+    name = 'configs/sem_fpn_pvt_v1_large_ade20k_160k_tta.py'
+    sources = {}
+    for tta in (False, True):
+        metrics = tmp_path / f'{tta}.json'
+        metrics.write_text(json.dumps(dict(config=name, checkpoint='x',
+                                           tta=tta, metrics={'mIoU': 44.0})))
+        (row, ) = paper_table.rows_for(str(metrics))
+        assert row[1:4] == ('mIoU', 44.0, 44.8)
+        sources[tta] = row[5]
+    assert 'rerun tools/test.py with --tta' in sources[False]
+    assert 'WARNING' not in sources[True]
+
+
 def test_paper_results_name_real_configs():
     from pvt_mm.paper_results import METRIC_KEYS, PAPER_RESULTS
     for name, entry in PAPER_RESULTS.items():
@@ -237,3 +253,26 @@ def test_demo_data_is_deterministic(tmp_path):
         x, y, w, h = item['bbox']
         assert w > 0 and h > 0 and 0 < item['area'] <= w * h + 2 * (w + h)
     assert make_demo_data.demo_data_ready(a)
+
+
+def test_op_trace_compares_dispatched_operators(tmp_path):
+    """benchmarks/op_trace.py: the same code gives identical traces; a
+    different computation (another input size) is reported, with the
+    operators whose counts differ."""
+    spec = importlib.util.spec_from_file_location(
+        'op_trace', osp.join(REPO_ROOT, 'benchmarks', 'op_trace.py'))
+    op_trace = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(op_trace)
+    paths = {}
+    for tag, size in (('a', '64x64'), ('b', '64x64'), ('c', '64x96')):
+        paths[tag] = str(tmp_path / f'{tag}.json')
+        assert op_trace.main(['pvtv2_b0', size, paths[tag],
+                              '--threads', '1']) == 0
+    assert op_trace.main(['--compare', paths['a'], paths['b']]) == 0
+    # negative control: a different computation is caught
+    assert op_trace.main(['--compare', paths['a'], paths['c']]) == 1
+    with open(paths['a']) as f:
+        traces = json.load(f)['traces']
+    assert set(traces) == {'fwd', 'fwd+bwd'}
+    assert len(traces['fwd+bwd']) > 2 * len(traces['fwd']) > 0
+    assert any('convolution_backward' in op for op in traces['fwd+bwd'])

@@ -13,7 +13,8 @@ import json
 import os.path as osp
 import sys
 
-from pvt_mm.paper_results import CODE_VS_PAPER, METRIC_KEYS, PAPER_RESULTS
+from pvt_mm.paper_results import (CODE_VS_PAPER, METRIC_KEYS, PAPER_RESULTS,
+                                  TTA_ROWS)
 
 
 def rows_for(metrics_file: str):
@@ -28,7 +29,11 @@ def rows_for(metrics_file: str):
     if paper is None:
         return [(name, '-', None, None, None,
                  'no published result for this config')]
-    columns = [('', paper, paper['source'])]
+    source = paper['source']
+    if name in TTA_ROWS and not run.get('tta'):
+        source += (' -- WARNING: published with test-time augmentation, '
+                   'this run was not (rerun tools/test.py with --tta)')
+    columns = [('', paper, source)]
     for column, (values, source) in CODE_VS_PAPER.get(name, {}).items():
         if values != {k: v for k, v in paper.items() if k != 'source'}:
             columns.append((f' ({column})', values, source))
