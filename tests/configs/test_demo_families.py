@@ -32,9 +32,6 @@ def _keep_all_boxes(cfg):
 # Measured, not yet learning (open in issue 11). strict: a demo that starts
 # to learn fails here until its mark is removed.
 NOT_LEARNING_YET = {
-    'cascade_mask_rcnn_pvt_v2_b0_demo.py':
-        'measured box mAP 0.000 -> 0.009 after 4 epochs at lr 1e-4 and at '
-        '1e-3: the demo does not learn yet',
     'detr_pvt_v2_b0_demo.py':
         'measured box mAP 0.000 -> 0.000 after 12 epochs: DETR from scratch '
         'does not learn on the demo data in minutes',
