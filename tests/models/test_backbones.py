@@ -178,6 +178,23 @@ def test_outputs_are_nchw_and_usable_by_convs():
     assert outs[0].contiguous().view(1, 16, -1).shape == (1, 16, 256)
 
 
+@pytest.mark.parametrize('name', ['pvtv2', 'cvt'])
+def test_outputs_are_contiguous_for_mmcv_ops(name):
+    """mmcv ops read raw NCHW memory whatever the strides: mmcv 2.1's
+    RoIAlign on a channels-last map returns other features (Mask R-CNN's RoI
+    heads saw scrambled FPN maps before the outputs were made contiguous)."""
+    from mmcv.ops import RoIAlign
+    model = (PVTv2(arch=PYRAMID_V2) if name == 'pvtv2' else
+             CvT(arch=PYRAMID_CVT, extra_downsample=True)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 96))
+    assert all(o.is_contiguous() for o in outs)
+    fpn_like = nn.Conv2d(16, 8, 1)(outs[0])  # convs keep the input's layout
+    rois = torch.tensor([[0, 2., 3., 20., 14.]])
+    op = RoIAlign((4, 4), 1.0, 2, aligned=True)
+    assert torch.equal(op(fpn_like, rois), op(fpn_like.contiguous(), rois))
+
+
 def test_cvt_extra_downsample_stride_32():
     model = CvT(arch=TINY_CVT, extra_downsample=True,
                 out_indices=(0, 1, 2, 3)).eval()
