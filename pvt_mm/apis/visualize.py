@@ -16,12 +16,12 @@ def render_predictions_with_gt(model, dataloader, out_file: str,
                                upscale: int = 2) -> str:
     """Draw ground truth (left) and ``model``'s predictions (right) for the
     first ``num_images`` images of ``dataloader``, one image per row, into
-    ``out_file`` (PNG); return the path."""
+    ``out_file`` (JPEG or PNG by its suffix); return the path."""
     import mmcv
     from mmdet.visualization import DetLocalVisualizer
     vis = DetLocalVisualizer(name=f'pvt_mm_demo_{id(out_file)}')
-    vis.dataset_meta = dict(model.dataset_meta or
-                            dataloader.dataset.metainfo)
+    vis.dataset_meta = dict(getattr(model, 'dataset_meta', None)
+                            or dataloader.dataset.metainfo)
     rows = []
     model.eval()
     for data in dataloader:
