@@ -251,7 +251,8 @@ def main(argv=None) -> int:
                       f'{res["cpu_s"]:.2f} s, peak {res["peak_gib"]:.2f} GiB',
                       flush=True)
                 results.append(res)
-    meta = dict(date=time.strftime('%Y-%m-%d %H:%M'), machine=platform.machine(),
+    meta = dict(date=time.strftime('%Y-%m-%d %H:%M'),
+                machine=platform.machine(),
                 cpus=os.cpu_count(), threads=args.threads, device=args.device,
                 loadavg_before=load, loadavg_after=os.getloadavg(),
                 minutes=round((time.time() - start) / 60, 1))

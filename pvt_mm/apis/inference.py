@@ -30,8 +30,8 @@ def list_images(paths: Sequence[str]) -> List[str]:
             found = sorted(osp.join(p, f) for f in os.listdir(p)
                            if f.lower().endswith(IMAGE_SUFFIXES))
             if not found:
-                raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)})'
-                                        f' in folder {p}')
+                raise FileNotFoundError(
+                    f'no images ({", ".join(IMAGE_SUFFIXES)}) in folder {p}')
             images += found
         elif osp.isfile(p):
             images.append(p)
@@ -124,7 +124,8 @@ def run_inference(inferencer, images: Sequence[str], out_dir: str,
                    pred_score_thr=score_thr)
         for f in files:
             stem = osp.splitext(osp.basename(f))[0]
-            written.append(dict(image=f, vis=osp.join(vis_dir, osp.basename(f)),
+            written.append(dict(image=f,
+                                vis=osp.join(vis_dir, osp.basename(f)),
                                 pred=osp.join(pred_dir, stem + '.json')))
         return written
     import mmcv

@@ -3,22 +3,24 @@
 What goes into the graph (one input ``img``: the normalised, padded batch
 the model's data preprocessor makes, dynamic batch / height / width):
 
-=================  =========================================  ===========================
-kind               in the ONNX graph                          after ONNX Runtime, in PyTorch
-=================  =========================================  ===========================
-``single_stage``   backbone + neck + dense head (RetinaNet,   ``bbox_head.predict_by_feat``
-                   GFL, ATSS, ...): per-level raw outputs     (decoding, score threshold, NMS)
-``two_stage``      backbone + neck + RPN head: the FPN maps   RPN proposals (NMS), RoI heads
-                   and per-level RPN outputs                  (RoIAlign, box / mask heads)
-``query_based``    backbone + neck: the FPN maps              Sparse R-CNN's / DETR's heads
-``segmentor``      backbone + neck + decode head: logits at   resize to the input, crop the
-                   1/4 resolution                             padding, argmax (mmseg)
-=================  =========================================  ===========================
+* ``single_stage`` (RetinaNet, GFL, ATSS): backbone + neck + dense head,
+  per-level raw outputs; then ``bbox_head.predict_by_feat`` in PyTorch
+  (decoding, score threshold, NMS);
+* ``two_stage`` (Mask R-CNN, Cascade Mask R-CNN): backbone + neck + RPN
+  head, the FPN maps and per-level RPN outputs; then the RPN proposals
+  (NMS) and the RoI heads (RoIAlign, box / mask heads) in PyTorch;
+* ``query_based`` (Sparse R-CNN, DETR): backbone + neck, the FPN maps;
+  then the query heads in PyTorch;
+* ``segmentor`` (Semantic FPN): backbone + neck + decode head, logits at
+  1/4 resolution; then resizing to the input, cropping the padding and
+  the argmax (mmseg) in PyTorch.
 
 NMS, RoIAlign and the data-dependent shapes of proposals stay in PyTorch:
-they are mmcv / torchvision ops without a standard ONNX form that ONNX
-Runtime runs as it is (MMDeploy ships its own custom-op library for that,
-built for ONNX Runtime 1.8). The runner (:mod:`.ort_runner`) feeds ONNX
+mmdet's class-aware NMS with its score threshold and top-k only maps onto
+ONNX's ``NonMaxSuppression`` after rewriting the heads' post-processing
+(what MMDeploy's rewriters do), and multi-level RoIAlign needs custom ops
+(MMDeploy's, built for ONNX Runtime 1.8); in PyTorch they are mmdet's own
+code, so the results match by construction. The runner (:mod:`.ort_runner`) feeds ONNX
 Runtime's outputs to the same mmdet / mmseg post-processing functions the
 PyTorch model calls, so both return the same ``DetDataSample`` /
 ``SegDataSample`` structures.
@@ -237,7 +239,8 @@ def verify_export(model: nn.Module, path: str, shape: Sequence[int]) -> float:
     for name, e, g in zip(graph.output_names(), expected, got):
         if e.shape != g.shape:
             raise ExportError(f'{path}: output {name} has shape {g.shape} in '
-                              f'ONNX Runtime and {e.shape} in PyTorch at input '
+                              f'ONNX Runtime and {e.shape} in PyTorch at '
+                              f'input '
                               f'{tuple(shape)}')
         tol = VERIFY_RTOL * float(np.abs(e).max()) + VERIFY_ATOL_OF_MAX * scale
         err = float(np.abs(e - g).max())

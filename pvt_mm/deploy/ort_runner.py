@@ -179,8 +179,8 @@ class ORTModel(nn.Module):
         if data_samples is not None:
             metas = [s.metainfo for s in data_samples]
         else:
-            metas = [dict(ori_shape=inputs.shape[2:], img_shape=inputs.shape[2:],
-                          pad_shape=inputs.shape[2:],
+            hw = inputs.shape[2:]
+            metas = [dict(ori_shape=hw, img_shape=hw, pad_shape=hw,
                           padding_size=[0, 0, 0, 0])] * inputs.shape[0]
         with torch.no_grad():
             seg_logits = m.decode_head.predict_by_feat(logits, metas)
@@ -193,5 +193,6 @@ class ORTModel(nn.Module):
 
     def forward(self, inputs, data_samples=None, mode='predict'):
         if mode != 'predict':
-            raise ValueError(f"ORTModel runs mode='predict' only, not {mode!r}")
+            raise ValueError(
+                f"ORTModel runs mode='predict' only, not {mode!r}")
         return self.predict(inputs, data_samples)

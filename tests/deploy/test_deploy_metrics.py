@@ -47,7 +47,8 @@ def test_demo_metrics_same_in_onnx_runtime(tmp_path, demo_data, config, sub,
         os.chdir(REPO_ROOT)
         cfg = load_config(
             osp.join(REPO_ROOT, 'configs', 'demo', config),
-            {'data_root': osp.join(demo_data, sub), **options}, work_dir=str(tmp_path / 'wd'), launcher='none')
+            {'data_root': osp.join(demo_data, sub), **options},
+            work_dir=str(tmp_path / 'wd'), launcher='none')
         cfg.train_cfg.val_interval = 10 ** 6
         prepare(cfg, splits=('train', 'val'))
         runner = build_runner(cfg)

@@ -111,7 +111,8 @@ def test_clear_errors(tmp_path, images):
     onnx = str(tmp_path / 'cvt.onnx')
     export.main([cfg_cvt, ckpt_cvt, '--out', onnx, '--shape', '64', '64'])
     with pytest.raises(ExportMismatchError, match='exported from config'):
-        infer.main([cfg, '--onnx', onnx, val, '--out-dir', str(tmp_path / 'y')])
+        infer.main([cfg, '--onnx', onnx, val, '--out-dir',
+                    str(tmp_path / 'y')])
     # an export size the backbone cannot take
     from pvt_mm.deploy import InputSizeError
     with pytest.raises(InputSizeError, match='cannot take a 16x16 input'):

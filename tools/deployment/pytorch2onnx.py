@@ -42,8 +42,8 @@ def main(argv=None):
     model = load_model(cfg, args.checkpoint)
     scope = cfg.get('default_scope')
     shape = input_shape(args.shape, scope)
-    out = args.out or osp.join(
-        'work_dirs', 'onnx', osp.splitext(osp.basename(args.config))[0] + '.onnx')
+    name = osp.splitext(osp.basename(args.config))[0]
+    out = args.out or osp.join('work_dirs', 'onnx', name + '.onnx')
     meta = export_onnx(model, out, shape=shape, opset=args.opset,
                        checkpoint=args.checkpoint)
     print(f'[pytorch2onnx] {meta["kind"]} graph of {meta["config"]} traced '
