@@ -301,7 +301,8 @@ def export_onnx(model: nn.Module, out: str,
         'groups': json.dumps(graph.groups),
         'min_size': str(min_size),
         'export_shape': f'{h}x{w}',
-        'dataset_meta': json.dumps(_json_safe(model.dataset_meta or {})),
+        'dataset_meta': json.dumps(_json_safe(
+            getattr(model, 'dataset_meta', None) or {})),
         'checkpoint': osp.basename(checkpoint) if checkpoint else '',
         'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
     }
