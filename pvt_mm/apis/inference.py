@@ -93,7 +93,8 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
         from pvt_mm.deploy import ORTModel
         ort_model = ORTModel(onnx, inferencer.model,
                              weights_loaded=checkpoint is not None)
-        meta.update(json.loads(ort_model.meta.get('dataset_meta') or '{}'))
+        from pvt_mm.deploy.ort_runner import exported_dataset_meta
+        meta.update(exported_dataset_meta(ort_model.meta))
         inferencer.model = ort_model
     classes = meta.get('classes')
     if scope == 'mmdet':

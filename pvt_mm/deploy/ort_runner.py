@@ -34,6 +34,17 @@ def read_metadata(path: str, session=None) -> Dict[str, str]:
             if k.startswith(META_PREFIX)}
 
 
+def exported_dataset_meta(meta: Dict[str, str]) -> dict:
+    """The class names and palette recorded at export (JSON has no
+    tuples: palette colours come back as the tuples visualizers expect)."""
+    dataset_meta = json.loads(meta.get('dataset_meta') or '{}')
+    palette = dataset_meta.get('palette')
+    if isinstance(palette, list):
+        dataset_meta['palette'] = [tuple(c) if isinstance(c, list) else c
+                                   for c in palette]
+    return dataset_meta
+
+
 class ORTModel(nn.Module):
     """An exported model run by ONNX Runtime, used like the PyTorch model.
 
@@ -103,8 +114,8 @@ class ORTModel(nn.Module):
         self.min_size = int(self.meta.get('min_size', 1))
         self.model = model.eval()
         self.cfg = cfg
-        meta = json.loads(self.meta.get('dataset_meta') or '{}')
-        self.dataset_meta = meta or getattr(model, 'dataset_meta', None)
+        self.dataset_meta = (exported_dataset_meta(self.meta)
+                             or getattr(model, 'dataset_meta', None))
 
     @property
     def data_preprocessor(self):

@@ -30,8 +30,11 @@ def save(tmp_path, name, backbone, classes):
     cfg_path = str(tmp_path / f'{stem}.py')
     cfg.dump(cfg_path)
     ckpt = str(tmp_path / f'{stem}.pth')
+    palette = [(220, 20, 60), (0, 0, 142), (0, 80, 100), (250, 170, 30)]
     torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=classes))), ckpt)
+                    meta=dict(dataset_meta=dict(
+                        classes=classes, palette=palette[:len(classes)]))),
+               ckpt)
     return cfg_path, ckpt
 
 
