@@ -1,5 +1,6 @@
 # The two commands a newcomer needs (both set up .venv first, idempotently):
-#   make demo  - train RetinaNet + PVTv2-B0 on the generated demo data and print COCO metrics
+#   make demo  - train RetinaNet + PVTv2-B0 on the generated demo data, print COCO metrics,
+#                save predictions beside the ground truth and the training curve
 #   make test  - run the test suite
 #   make test-portability - the suite once per CPU instruction-set level and
 #                thread count (docs/testing.md); LEVELS="native avx2" for a subset

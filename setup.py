@@ -54,6 +54,9 @@ setup(
         'det': ['mmdet==3.3.0', 'pycocotools'],
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],
         'cls': ['mmpretrain==1.2.0'],
+        # ONNX export and the ONNX Runtime runner (pvt_mm.deploy,
+        # docs/deployment.md: why not MMDeploy)
+        'deploy': ['onnx', 'onnxruntime'],
         'tests': requirements('tests'),
     },
     zip_safe=False,

@@ -1,3 +1,4 @@
+import copy
 import os
 
 import pytest
@@ -97,3 +98,74 @@ def scaled_mismatches(expected: dict, got: dict, rtol: float,
             bad[k] = err / max(own, 1e-30)
     return bad
 
+
+# Tiny detectors / segmentors (tests/deploy, tests/tools): the demo configs
+# (configs/demo/) with a small backbone of each family and narrow necks and
+# heads. Backbone config and the channels it returns per level.
+DENSE_BACKBONES = {
+    'pvtv1': (dict(type='pvt_mm.PVTv1', arch=PYRAMID_V2, pretrain_img_size=64),
+              [16, 32, 48, 64]),
+    'pvtv2': (dict(type='pvt_mm.PVTv2', arch=PYRAMID_V2), [16, 32, 48, 64]),
+    'pvtv2_li': (dict(type='pvt_mm.PVTv2', arch=dict(PYRAMID_V2, linear=True)),
+                 [16, 32, 48, 64]),
+    'cvt': (dict(type='pvt_mm.CvT', arch=PYRAMID_CVT, extra_downsample=True),
+            [16, 32, 48, 48]),
+}
+
+_DEMO_CONFIGS = {}
+
+
+def tiny_dense_config(name: str, backbone: str):
+    """The demo config ``name`` with a tiny ``backbone`` and narrow neck and
+    heads (random weights)."""
+    from pvt_mm.cli import load_config
+    if name not in _DEMO_CONFIGS:
+        _DEMO_CONFIGS[name] = load_config(
+            os.path.join(REPO_ROOT, 'configs', 'demo', name))
+    cfg = copy.deepcopy(_DEMO_CONFIGS[name])
+    bb, channels = DENSE_BACKBONES[backbone]
+    m = cfg.model
+    m.backbone = dict(bb, drop_path_rate=0.0, init_cfg=None)
+    m.neck.in_channels = channels
+    m.neck.out_channels = 32
+    if 'bbox_head' in m and 'feat_channels' in m.bbox_head:
+        m.bbox_head.update(in_channels=32, feat_channels=32, stacked_convs=1)
+        if m.bbox_head.type in ('GFLHead', 'ATSSHead'):
+            # GN (32 groups by default): >1 channel per group, as the coarsest
+            # level of a small input is 1x1
+            m.bbox_head.norm_cfg = dict(type='GN', num_groups=8,
+                                        requires_grad=True)
+    if 'rpn_head' in m:
+        m.rpn_head.update(in_channels=32, feat_channels=32)
+        m.roi_head.bbox_roi_extractor.out_channels = 32
+        m.roi_head.bbox_head.update(in_channels=32, conv_out_channels=32,
+                                    fc_out_channels=64)
+        m.roi_head.mask_roi_extractor.out_channels = 32
+        m.roi_head.mask_head.update(in_channels=32, conv_out_channels=32,
+                                    num_convs=1)
+    if 'decode_head' in m:
+        m.decode_head.update(in_channels=[32] * 4, channels=32)
+        m.data_preprocessor.size = None
+    return cfg
+
+
+def spread_weights(model):
+    """Random heads whose scores spread over (0, 1), so final results are
+    not decided by ties between near-equal prior scores."""
+    gen = torch.Generator().manual_seed(1)
+    for name, p in model.named_parameters():
+        if name.startswith('backbone.'):
+            continue
+        if p.dim() > 1:
+            fan_in = p[0].numel()
+            p.data = torch.randn(p.shape, generator=gen) / fan_in ** 0.5
+        else:
+            p.data = torch.randn(p.shape, generator=gen) * 0.5
+    return model
+
+
+def tiny_dense_model(name: str, backbone: str):
+    """:func:`tiny_dense_config`'s model (eval mode) with
+    :func:`spread_weights`."""
+    from pvt_mm.deploy import load_model
+    return spread_weights(load_model(tiny_dense_config(name, backbone)))
