@@ -318,9 +318,14 @@ class PyramidBackbone(BaseModule):
         return tokens.mean(dim=1)
 
     def _featmap(self, index: int, tokens: torch.Tensor, hw) -> torch.Tensor:
+        """An output map as a contiguous NCHW tensor: the layout ResNet
+        returns and that necks and heads assume (convs keep a channels-last
+        input channels-last all the way to the head, and e.g. CenterNet's
+        ``.view`` on its heatmap then fails). One copy per output map; the
+        stages themselves stay channels-last views."""
         if self.out_norms is not None:
             tokens = self.out_norms[str(index)](tokens)
-        return tokens_to_nchw(tokens, hw)
+        return tokens_to_nchw(tokens, hw).contiguous()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
