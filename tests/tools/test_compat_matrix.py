@@ -58,8 +58,10 @@ def test_every_folder_is_run_or_has_a_reason(tool):
 def test_one_cell_trains_and_evaluates(tool, tmp_path):
     """RetinaNet + PVTv2-B0: swap, 2 iterations through MMDetection's
     Runner, COCO evaluation; cached, so a second call runs nothing."""
+    # --subprocess: a fresh interpreter, not a fork of this (threaded)
+    # test process
     args = ['--folders', 'retinanet', '--libs', 'mmdet', '--backbones',
-            'pvt_v2_b0', '--cache', str(tmp_path), '--json',
+            'pvt_v2_b0', '--subprocess', '--cache', str(tmp_path), '--json',
             str(tmp_path / 'm.json'), '--doc', str(tmp_path / 'doc.md')]
     (tmp_path / 'doc.md').write_text('# doc\n')
     result = tool.main(args)
@@ -98,9 +100,11 @@ def test_compat_matrix_targets(tool, tmp_path):
     if not write:
         with open(DOC) as f:
             (tmp_path / 'doc.md').write_text(f.read())
-    result = tool.main(['--json', out_json, '--doc', out_doc])
+    result = tool.main(['--json', out_json, '--doc', out_doc,
+                        '--backbones', *tool.REQUIRED])
     for lib, s in result['summary'].items():
-        assert s['run'] == {b: s['applicable'] for b in tool.BACKBONES}, s
+        for b in tool.REQUIRED:  # PVTv1-Tiny: where time allowed
+            assert s['run'][b] == s['applicable'], (lib, b, s)
         assert s['not run'] == 0, (lib, s)
         # folders whose config fails with its own backbone too are listed
         # with the library's error; of the rest, TARGET_PERCENT must work

@@ -11,7 +11,8 @@ Walks the config folders that ship with MMDetection 3.3 and MMSegmentation
 with an ImageNet backbone, run with one representative config (the simplest
 ResNet-50 one, or the one named in ``REPRESENTATIVE``), or listed in
 ``NOT_APPLICABLE`` with the reason. For each representative and backbone,
-a subprocess (a *cell*, ``--timeout`` seconds):
+a process of its own (a *cell*, forked after the libraries are imported
+once, or with ``--subprocess`` a new interpreter; ``--timeout`` seconds):
 
 1. parses the library's own config and calls :func:`pvt_mm.swap_backbone`
    (``pretrained=None``: from scratch), the documented one-liner;
@@ -21,8 +22,9 @@ a subprocess (a *cell*, ``--timeout`` seconds):
 3. trains ``--iters`` iterations with the library's own ``Runner`` and
    evaluates on the demo validation split with the config's own metric.
 
-A cell passes when training ran with finite losses and evaluation returned
-metrics. Results are cached per cell under ``--cache``, keyed by the
+A cell passes when training ran with finite losses and the evaluation ran
+over the validation split (its metrics are recorded; a detector a few
+iterations from scratch may have nothing left to score). Results are cached per cell under ``--cache``, keyed by the
 backbones' code and ``CELL_VERSION``; a changed key reruns the cell,
 ``--force`` reruns everything. The tool writes ``--json`` and
 replaces the table between the markers in ``--doc``.
@@ -141,7 +143,23 @@ REPRESENTATIVE = {
     ('mmseg', 'segformer'): 'segformer_mit-b0_8xb2-160k_ade20k-512x512.py',
 }
 #: Image side per folder where 64 pixels is too small for the head.
-IMAGE_SIZE = {('mmdet', 'ssd'): 300}
+IMAGE_SIZE = {('mmdet', 'ssd'): 300,
+              # DINO's two-stage query selection takes the top 900 encoder
+              # tokens: 256 px gives 1360 tokens over its 4 levels
+              ('mmdet', 'dino'): 256,
+              # mmcv's DeformConv2d needs maps of at least 3x3: DDOD's P7
+              # (stride 128) at 384 px
+              ('mmdet', 'ddod'): 384}
+#: Per-folder config options, applied last (``--cfg-options`` style).
+FOLDER_OPTIONS = {
+    # lr 0.08 is for batch 64 after a warm-up; from scratch without one the
+    # boxes degenerate and nothing is left to evaluate
+    ('mmdet', 'fpg'): {'optim_wrapper.optimizer.lr': 0.0025},
+}
+#: Heads built for one class and crowds (CrowdDet's multi-instance
+#: pedestrian head assigns 2 boxes per proposal): every shape is one class,
+#: scenes with 2 or more shapes only.
+SINGLE_CLASS = {('mmdet', 'crowddet')}
 DEFAULT_SIZE = 64
 
 
@@ -291,6 +309,30 @@ def make_proposals(coco_root: str, split: str) -> str:
     return out
 
 
+def single_class_annotations(coco_root: str) -> str:
+    """COCO files with every shape as class 'shape' and only the scenes
+    with 2+ shapes (``annotations/crowd_{split}.json``)."""
+    for split in ('train', 'val'):
+        out = osp.join(coco_root, 'annotations', f'crowd_{split}.json')
+        if osp.isfile(out):
+            continue
+        with open(osp.join(coco_root, 'annotations',
+                           f'instances_{split}.json')) as f:
+            coco = json.load(f)
+        count = {}
+        for a in coco['annotations']:
+            count[a['image_id']] = count.get(a['image_id'], 0) + 1
+            a['category_id'] = 1
+        keep = {i for i, n in count.items() if n >= 2}
+        coco['images'] = [im for im in coco['images'] if im['id'] in keep]
+        coco['annotations'] = [a for a in coco['annotations']
+                               if a['image_id'] in keep]
+        coco['categories'] = [dict(id=1, name='shape', supercategory='shape')]
+        with open(out, 'w') as f:
+            json.dump(coco, f)
+    return 'annotations/crowd_{}.json'
+
+
 def _metric(cfg) -> list:
     ev = cfg.get('val_evaluator') or {}
     if isinstance(ev, (list, tuple)):
@@ -300,7 +342,7 @@ def _metric(cfg) -> list:
 
 
 def adapt_to_demo(cfg, lib: str, data_root: str, size: int, iters: int,
-                  work_dir: str) -> None:
+                  work_dir: str, single_class: bool = False) -> None:
     """Point a swapped config at the demo data and a short CPU run. Touches
     the run (data, schedule, hooks, SyncBN, class count), never the
     architecture."""
@@ -322,8 +364,12 @@ def adapt_to_demo(cfg, lib: str, data_root: str, size: int, iters: int,
         dp['batch_augments'] = kept or None
     loader = dict(num_workers=0, persistent_workers=False)
     if lib == 'mmdet':
-        _set_classes(model, len(classes))
         root = osp.join(data_root, 'coco') + '/'
+        ann = 'annotations/instances_{}.json'
+        if single_class:
+            classes = ('shape', )
+            ann = single_class_annotations(root)
+        _set_classes(model, len(classes))
         masks = _needs_masks(cfg)
         # Fast R-CNN reads precomputed proposals (images stay at their size
         # so the proposals need no resizing)
@@ -334,17 +380,21 @@ def adapt_to_demo(cfg, lib: str, data_root: str, size: int, iters: int,
                     with_seg=seg)
         extra = [dict(type='LoadProposals', num_max_proposals=None)
                  ] if proposals else []
-        resize = [] if proposals else [
-            dict(type='Resize', scale=size, keep_ratio=True)]
+        resize = [dict(type='Resize', scale=size, keep_ratio=True)]
         train_pipe = [dict(type='LoadImageFromFile'), load, *extra, *resize,
                       *([] if proposals else [dict(type='RandomFlip',
                                                    prob=0.5)]),
                       dict(type='PackDetInputs')]
-        test_pipe = [dict(type='LoadImageFromFile'), *extra, *resize,
-                     dict(load, with_seg=False),
+        # CenterNet predicts in the padded frame of its test-time
+        # RandomCenterCropPad and reads the `border` it records.
+        centre = []
+        _walk(cfg.get('val_dataloader', {}), lambda d: centre.append(d)
+              if d.get('type') == 'RandomCenterCropPad' else None)
+        test_pipe = [dict(type='LoadImageFromFile', to_float32=bool(centre)),
+                     *extra, *resize, *centre[:1], dict(load, with_seg=False),
                      dict(type='PackDetInputs', meta_keys=(
                          'img_id', 'img_path', 'ori_shape', 'img_shape',
-                         'scale_factor'))]
+                         'scale_factor') + (('border', ) if centre else ()))]
         data = dict(type='CocoDataset', data_root=root,
                     metainfo=dict(classes=classes))
         files = {split: dict(proposal_file=make_proposals(root, split))
@@ -352,7 +402,7 @@ def adapt_to_demo(cfg, lib: str, data_root: str, size: int, iters: int,
         cfg.train_dataloader = dict(
             batch_size=2, **loader,
             sampler=dict(type='DefaultSampler', shuffle=True),
-            dataset=dict(data, ann_file='annotations/instances_train.json',
+            dataset=dict(data, ann_file=ann.format('train'),
                          data_prefix=dict(img='train/', **(dict(seg=osp.join(
                              osp.abspath(data_root), 'ade', 'annotations',
                              'training') + '/') if seg else {})),
@@ -362,7 +412,7 @@ def adapt_to_demo(cfg, lib: str, data_root: str, size: int, iters: int,
         cfg.val_dataloader = dict(
             batch_size=1, **loader,
             sampler=dict(type='DefaultSampler', shuffle=False),
-            dataset=dict(data, ann_file='annotations/instances_val.json',
+            dataset=dict(data, ann_file=ann.format('val'),
                          data_prefix=dict(img='val/'), test_mode=True,
                          pipeline=test_pipe, **files['val']))
         metric = [m for m in _metric(cfg)
@@ -370,8 +420,7 @@ def adapt_to_demo(cfg, lib: str, data_root: str, size: int, iters: int,
         if masks and 'segm' not in metric and 'bbox' in metric:
             metric.append('segm')
         cfg.val_evaluator = dict(type='CocoMetric', metric=metric or ['bbox'],
-                                 ann_file=root +
-                                 'annotations/instances_val.json')
+                                 ann_file=root + ann.format('val'))
     else:
         _set_classes(model, len(classes) + 1)  # + background
         model.data_preprocessor = dict(model.get('data_preprocessor') or {},
@@ -447,16 +496,19 @@ def run_cell(lib: str, config: str, backbone: str, data_root: str,
         cfg.model.backbone.pop('init_cfg', None)
     else:
         cfg = pvt_mm.swap_backbone(cfg, backbone, pretrained=None)
-    adapt_to_demo(cfg, lib, data_root, size, iters, work_dir)
+    adapt_to_demo(cfg, lib, data_root, size, iters, work_dir,
+                  single_class=(lib, config.split('/')[0]) in SINGLE_CLASS)
+    cfg.merge_from_dict(FOLDER_OPTIONS.get((lib, config.split('/')[0]), {}))
     runner = Runner.from_cfg(cfg)
     runner.train()
     loss = runner.message_hub.get_scalar('train/loss').current()
     if not math.isfinite(float(loss)):
         raise FloatingPointError(f'training loss is {loss}')
     metrics = runner.val_loop.run()
-    if not metrics:
-        raise RuntimeError('evaluation returned no metrics')
-    return dict(loss=float(loss),
+    # COCO scores nothing when no box survives post-processing, which a
+    # detector after a few iterations from scratch can do: the evaluation
+    # still ran over every image.
+    return dict(loss=float(loss), evaluated=len(runner.val_dataloader.dataset),
                 metrics={k: (float(v) if isinstance(v, (int, float)) else
                              str(v)) for k, v in metrics.items()})
 
@@ -507,6 +559,77 @@ def ensure_demo_data(data_root: str) -> None:
     if not demo_data_ready(data_root):
         make_demo_data(data_root, num_train=8, num_val=4, size=DEFAULT_SIZE,
                        cls_size=32)
+
+
+def preload() -> None:
+    """Import what every cell needs once, before the cells are forked."""
+    import importlib
+
+    import mmengine.runner  # noqa: F401
+    import pvt_mm  # noqa: F401
+    for lib in LIBS:
+        importlib.import_module(f'{lib}.utils').register_all_modules(
+            init_default_scope=False)
+
+
+def _forked_cell(result_file, log_file, lib, config, backbone, data_root,
+                 size, iters, work_dir) -> None:
+    """Body of a forked cell: output to ``log_file``, result to
+    ``result_file`` (JSON)."""
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    t0 = time.time()
+    try:
+        out = run_cell(lib, config, backbone, data_root, size, iters,
+                       work_dir)
+        out.update(status='ok')
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        out = dict(status='fail', error=f'{type(e).__name__}: {e}'[:600])
+    out['seconds'] = round(time.time() - t0, 1)
+    with open(result_file, 'w') as f:
+        json.dump(out, f)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def run_cell_forked(lib, folder, config, backbone, args, fp) -> dict:
+    """One cell in a forked child of the preloaded tool (a process of its
+    own, without re-importing torch / mmdet / mmseg per cell)."""
+    import multiprocessing as mp
+    size = IMAGE_SIZE.get((lib, folder), DEFAULT_SIZE)
+    work_dir = osp.join(args.cache, 'work', f'{lib}_{folder}_{backbone}')
+    os.makedirs(osp.join(args.cache, 'logs'), exist_ok=True)
+    log_file = osp.join(args.cache, 'logs', f'{lib}_{folder}_{backbone}.log')
+    result_file = log_file[:-4] + '.result.json'
+    if osp.exists(result_file):
+        os.remove(result_file)
+    t0 = time.time()
+    child = mp.get_context('fork').Process(
+        target=_forked_cell,
+        args=(result_file, log_file, lib, f'{folder}/{config}', backbone,
+              osp.join(args.cache, 'data'), size, args.iters, work_dir))
+    child.start()
+    child.join(args.timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        out = dict(status='timeout', error=f'over {args.timeout} s')
+    elif osp.isfile(result_file):
+        with open(result_file) as f:
+            out = json.load(f)
+        os.remove(result_file)
+    else:
+        with open(log_file, errors='replace') as f:
+            out = dict(status='fail', error=_error_line(f.read()) +
+                       f' (exit code {child.exitcode})')
+    out.setdefault('seconds', round(time.time() - t0, 1))
+    out.update(lib=lib, folder=folder, config=config, backbone=backbone,
+               size=size, iters=args.iters, fingerprint=fp)
+    return out
 
 
 def run_cell_subprocess(lib, folder, config, backbone, args, fp) -> dict:
@@ -611,7 +734,7 @@ def _cell_text(cell) -> str:
     if cell is None:
         return 'not run'
     if cell['status'] == 'ok':
-        return 'yes'
+        return 'yes' if cell.get('metrics') else 'yes (nothing detected yet)'
     if cell['status'] == 'library':
         return ('library: fails with its own backbone too: ' +
                 _clean(cell['control'].get('error') or ''))
@@ -654,6 +777,14 @@ def render_markdown(result: dict) -> str:
             continue
         lines.append(f'| {lib} | {folder} | `{rep}` | ' + ' | '.join(
             _cell_text(cells.get((lib, folder, b))) for b in BACKBONES) + ' |')
+    adapt = [f'{lib}/{f}: {size}-pixel images' for (lib, f), size in
+             sorted(IMAGE_SIZE.items())]
+    adapt += [f'{lib}/{f}: one class (the head is single-class)'
+              for lib, f in sorted(SINGLE_CLASS)]
+    adapt += [f'{lib}/{f}: ' + ', '.join(f'`{k}={v}`' for k, v in o.items())
+              for (lib, f), o in sorted(FOLDER_OPTIONS.items())]
+    lines += ['', 'Per-folder adaptations of the run: ' + '; '.join(adapt)
+              + '.']
     lines += ['', 'Not applicable (not an architecture that takes an '
               'ImageNet backbone\'s features, or needs data the demo cannot '
               'provide):', '', '| library | reason | folders |', '|---|---|---|']
@@ -706,6 +837,9 @@ def parse_args(argv=None):
                                               'compat_matrix.json'))
     p.add_argument('--doc', default=osp.join(REPO, 'docs',
                                              'use_in_your_project.md'))
+    p.add_argument('--subprocess', action='store_true',
+                   help='start each cell as a new interpreter (default: '
+                   'fork it from this process after importing once)')
     p.add_argument('--no-write', action='store_true',
                    help='do not write --json / --doc')
     # the cell subprocess
@@ -730,6 +864,9 @@ def main(argv=None) -> dict:
     os.makedirs(osp.join(args.cache, 'cells'), exist_ok=True)
     if not args.report_only:
         ensure_demo_data(osp.join(args.cache, 'data'))
+        if not args.subprocess:
+            preload()
+    run = run_cell_subprocess if args.subprocess else run_cell_forked
     todo = [(lib, folder, rep) for lib, folder, rep, reason in rows
             if reason is None and (not args.folders or folder in args.folders)]
     for backbone in args.backbones:  # every folder once before the next
@@ -739,12 +876,11 @@ def main(argv=None) -> dict:
             if not args.force and load_cell(args.cache, lib, folder,
                                             backbone, fp):
                 continue
-            cell = run_cell_subprocess(lib, folder, rep, backbone, args, fp)
+            cell = run(lib, folder, rep, backbone, args, fp)
             if cell['status'] != 'ok':
                 control = load_cell(args.cache, lib, folder, CONTROL, fp)
                 if control is None or control.get('config') != rep:
-                    control = run_cell_subprocess(lib, folder, rep, CONTROL,
-                                                  args, fp)
+                    control = run(lib, folder, rep, CONTROL, args, fp)
                     with open(cell_path(args.cache, lib, folder, CONTROL),
                               'w') as f:
                         json.dump(control, f, indent=1)
