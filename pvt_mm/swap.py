@@ -157,7 +157,7 @@ def _map_channels(value, old_to_new: Dict[int, int], where: str):
         return old_to_new[value]
     if isinstance(value, (list, tuple)) and value and all(
             isinstance(v, int) and v in old_to_new for v in value):
-        return [old_to_new[v] for v in value]
+        return type(value)(old_to_new[v] for v in value)  # JPU wants a tuple
     return None
 
 
@@ -183,9 +183,30 @@ def _head_channels(head: dict, out_channels: List[int],
         new = _map_channels(head['in_channels'], old_to_new, 'head')
         return {} if new is None else dict(in_channels=new)
     pos = _positions(head.get('in_index', -1), len(out_channels))
-    if isinstance(pos, list):
-        return dict(in_channels=[out_channels[p] for p in pos])
-    return dict(in_channels=out_channels[pos])
+    edit = dict(in_channels=[out_channels[p] for p in pos]
+                if isinstance(pos, list) else out_channels[pos])
+    if 'c1_in_channels' in head:  # DeepLabV3+: low-level features
+        edit['c1_in_channels'] = out_channels[_positions(
+            head.get('c1_in_index', 0), len(out_channels))]
+    return edit
+
+
+def _same_level_cascade(model: dict, stages) -> bool:
+    """A cascade of single-level heads reading different stages that the
+    old backbone gave the same stride (a dilated ResNet)."""
+    if _short(_type_name(model)) != 'CascadeEncoderDecoder':
+        return False
+    index = [h.get('in_index', -1) for h in model['decode_head']]
+    if not all(isinstance(i, int) for i in index) or len(set(index)) < 2:
+        return False
+    bb = model['backbone']
+    strides = bb.get('strides', (1, 2, 2, 2))
+    total, actual = 4, []
+    for st in strides:
+        total *= st
+        actual.append(total)
+    out = [s for s, _ in stages]
+    return len({actual[out[i]] for i in index if out[i] < len(actual)}) == 1
 
 
 def _heads(model: dict, key: str):
@@ -245,6 +266,13 @@ def swap_overrides(cfg, backbone: BackboneArg = 'pvt_v2_b0',
                 f"swap_backbone: the neck {_type_name(first)!r} does not "
                 f'take the old backbone widths {sorted(old_to_new)}; set its '
                 f'input channels by hand to {out_channels}')
+        if _short(_type_name(first)) == 'SSDNeck':
+            # SSD's neck passes its inputs through as its first outputs
+            n = len(edit['in_channels'])
+            outs = list(edit['in_channels']) + list(first['out_channels'][n:])
+            edit['out_channels'] = type(first['out_channels'])(outs)
+            edits['bbox_head'] = dict(in_channels=type(
+                model['bbox_head']['in_channels'])(outs))
         if isinstance(neck, (list, tuple)):
             necks = [dict(n) for n in neck]
             necks[0] = dict(necks[0], **edit)
@@ -281,6 +309,13 @@ def swap_overrides(cfg, backbone: BackboneArg = 'pvt_v2_b0',
             if not heads:
                 continue
             if isinstance(model[key], (list, tuple)):
+                if key == 'decode_head' and _same_level_cascade(
+                        model, stages):
+                    # OCRNet: the cascade's heads combine their maps, equal
+                    # in size on a dilated ResNet; on a pyramid they read
+                    # the deepest level the last head reads.
+                    last = heads[-1].get('in_index', -1)
+                    heads = [dict(h, in_index=last) for h in heads]
                 edits[key] = [_merged(h, _head_channels(h, out_channels,
                                                         old_to_new))
                               for h in heads]

@@ -163,7 +163,7 @@ def test_written_config_inherits_and_equals_the_helper(tmp_path):
     assert _unscoped(written.model.to_dict()) == helper.model.to_dict()
     # JPU passes its first inputs through: the auxiliary head reads stage 2
     # of CvT-13 (384 channels), the decode head the JPU's own 2048.
-    assert helper.model.neck.in_channels == [192, 384, 384]
+    assert tuple(helper.model.neck.in_channels) == (192, 384, 384)
     assert helper.model.auxiliary_head.in_channels == 384
     assert helper.model.decode_head.in_channels == 2048
 
@@ -179,3 +179,32 @@ def test_knet_inner_head_and_list_necks():
         pretrained=None)
     assert cfg.model.neck[0].in_channels == [64, 192, 384, 384]
     assert cfg.model.neck[1].type == 'DyHead'
+
+
+def test_heads_with_their_own_backbone_assumptions():
+    """What the matrix found: DeepLabV3+'s low-level branch reads stage 1
+    (`c1_in_channels`); OCRNet's cascade combines two heads' maps, equal
+    in size only on a dilated ResNet, so both read the same stage; SSD's
+    neck passes its inputs through as its first outputs (the head's
+    widths follow); JPU wants a tuple."""
+    cfg = swap_backbone(load_config(
+        'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py'),
+        'pvt_v2_b0', pretrained=None)
+    assert cfg.model.decode_head.c1_in_channels == 32
+    assert cfg.model.decode_head.in_channels == 256
+    cfg = swap_backbone(load_config(
+        'mmseg::ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py'),
+        'cvt_13', pretrained=None)
+    assert [(h.in_index, h.in_channels) for h in cfg.model.decode_head] == [
+        (3, 384), (3, 384)]
+    cfg = swap_backbone(load_config('mmdet::ssd/ssd300_coco.py'),
+                        'pvt_v2_b0', pretrained=None)
+    assert tuple(cfg.model.backbone.out_indices) == (1, 2)
+    assert tuple(cfg.model.neck.in_channels) == (64, 160)
+    assert tuple(cfg.model.neck.out_channels[:2]) == (64, 160)
+    assert tuple(cfg.model.bbox_head.in_channels) == tuple(
+        cfg.model.neck.out_channels)
+    cfg = swap_backbone(load_config(
+        'mmseg::fastfcn/fastfcn_r50-d32_jpu_psp_4xb4-80k_ade20k-512x512.py'),
+        'pvt_v2_b0', pretrained=None)
+    assert cfg.model.neck.in_channels == (64, 160, 256)
