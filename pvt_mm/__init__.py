@@ -10,9 +10,10 @@ import pvt_mm_config_hook
 
 from .models import CvT, PVTv1, PVTv2  # registers them
 from .registry import MODELS
+from .swap import swap_backbone
 from .version import __version__
 
-__all__ = ['MODELS', 'PVTv1', 'PVTv2', 'CvT', '__version__']
+__all__ = ['MODELS', 'PVTv1', 'PVTv2', 'CvT', 'swap_backbone', '__version__']
 
 # Normally already done at interpreter start-up by pvt_mm_config.pth; this
 # covers interpreters without it (e.g. a source checkout on PYTHONPATH).

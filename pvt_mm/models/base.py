@@ -351,13 +351,15 @@ class PyramidBackbone(BaseModule):
         return tokens.mean(dim=1)
 
     def _featmap(self, index: int, tokens: torch.Tensor, hw) -> torch.Tensor:
-        """An output map in the standard contiguous NCHW layout.
+        """An output map in the standard contiguous NCHW layout, as ResNet
+        returns it.
 
         Inside the backbone maps are channels-last views of the tokens; the
         maps handed to necks and heads are copied to contiguous NCHW once,
         because mmcv ops read raw NCHW memory whatever the strides (mmcv
         2.1's ``RoIAlign`` returns wrong features for a channels-last map,
-        which FPN convolutions would propagate to the RoI heads)."""
+        which FPN convolutions would propagate to the RoI heads) and heads
+        ``.view`` their maps (CenterNet's heatmap)."""
         if self.out_norms is not None:
             tokens = self.out_norms[str(index)](tokens)
         return tokens_to_nchw(tokens, hw).contiguous()

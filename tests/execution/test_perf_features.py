@@ -114,6 +114,7 @@ def test_inference_makes_no_full_size_copies_or_hidden_maps():
     big_copies = [c for c in rec.copies if c[1] >= tokens // 2]
     assert all(n in allowed for _, n in big_copies), big_copies
     assert len(big_copies) <= 1 + len(outs)
+    assert sum(n == outs[0].numel() for _, n in big_copies) == 1
     assert max(rec.largest.values()) < hidden // 2
 
 
