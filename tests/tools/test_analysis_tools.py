@@ -1,0 +1,163 @@
+"""The analysis tools: FLOP counting with fused attention
+(pvt_mm.cli.analysis, tools/analysis_tools/get_flops.py),
+tools/analysis_tools/benchmark.py and benchmarks/bench_backbones.py."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, load_tool
+from pvt_mm import PVTv2
+from pvt_mm.cli import analysis
+
+REPO = REPO_ROOT
+
+
+# ------------------------------------------------------------- get_flops
+
+def test_flops_of_pvt_v2_b2_match_the_paper():
+    model = PVTv2(arch='b2', out_type='avg_featmap', out_indices=(3, )).eval()
+    macs = analysis.count_macs(model, torch.zeros(1, 3, 224, 224))
+    head = 512 * 1000  # the paper's number includes the classifier
+    assert abs(macs + head - 4.0e9) / 4.0e9 < 0.03, macs
+
+
+def attention_macs(model, side):
+    """q@k^T + attn@v of every SR block: 2 * N * M * C."""
+    total, size = 0, side
+    for stage in model.stages:
+        size = stage.patch_embed.out_size(size)
+        for block in stage.blocks:
+            sr = block.attn.sr.stride[0] if block.attn.sr is not None else 1
+            n, m = size * size, (size // sr) ** 2
+            total += 2 * n * m * stage.patch_embed.proj.out_channels
+    return total
+
+
+def test_flops_count_the_attention_term():
+    model = PVTv2(arch='b0').eval()
+    counts = {}
+    for side in (224, 448):
+        with torch.no_grad():
+            analyzer = analysis.flop_analyzer(model, (torch.zeros(1, 3, side, side), ))
+            counts[side] = (analyzer.total(), analyzer.by_operator())
+        assert counts[side][1]['scaled_dot_product_attention'] == \
+            attention_macs(model, side)
+    (small, ops_s), (large, ops_l) = counts[224], counts[448]
+    attn_s = ops_s['scaled_dot_product_attention']
+    attn_l = ops_l['scaled_dot_product_attention']
+    assert attn_l == 16 * attn_s  # quadratic: N and M both grow 4x
+    rest_ratio = (large - attn_l) / (small - attn_s)
+    assert 3.9 < rest_ratio < 4.1  # everything else is linear in pixels
+
+
+# ------------------------------------------------------------- the tools
+
+CLS_CONFIG = """
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['pvt_mm'], allow_failed_imports=False)
+model = dict(
+    type='ImageClassifier',
+    data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10,
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], to_rgb=True),
+    backbone=dict(type='pvt_mm.PVTv2', arch='b0', out_type='avg_featmap',
+                  out_indices=(3, )),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=256,
+              loss=dict(type='CrossEntropyLoss')))
+"""
+
+
+@pytest.fixture
+def cls_config(tmp_path):
+    path = tmp_path / 'cls_pvt_v2_b0_tiny.py'
+    path.write_text(CLS_CONFIG)
+    return str(path)
+
+
+def test_get_flops_cli(cls_config, capsys):
+    assert load_tool('analysis_tools/get_flops').main([cls_config, '--shape', '64']) == 0
+    out = capsys.readouterr().out
+    assert 'Params: 3.' in out and 'fused attention' in out
+    assert load_tool('analysis_tools/get_flops').main(
+        [cls_config, '--shape', '64', '--backbone-only']) == 0
+    assert 'backbone of' in capsys.readouterr().out
+
+
+def test_benchmark_tool(cls_config, tmp_path, capsys):
+    out_json = tmp_path / 'bench.json'
+    bench = load_tool('analysis_tools/benchmark')
+    assert bench.main([cls_config, '--shape', '64', '--shape', '96',
+                       '--warmup', '1', '--repeats', '2',
+                       '--json', str(out_json)]) == 0
+    results = json.loads(out_json.read_text())['results']
+    assert [r['shape'] for r in results] == [[64, 64], [96, 96]]
+    for r in results:
+        assert r['latency_ms'] > 0 and r['fps'] > 0 and r['peak_mib'] > 0
+    assert '| 96x96 |' in capsys.readouterr().out
+    assert bench.main([cls_config, '--backbone-only', '--shape', '64',
+                       '--repeats', '1', '--warmup', '0']) == 0
+    with pytest.raises(SystemExit):
+        bench.main([cls_config, '--shape', '64', '64', '64'])
+
+
+def test_bench_backbones_quick(tmp_path):
+    out_json = tmp_path / 'quick.json'
+    plot = tmp_path / 'quick.png'
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'benchmarks', 'bench_backbones.py'),
+         '--quick', '--models', 'pvtv2_b0', '--impls', 'pvt_mm',
+         '--modes', 'fwd', '--threads', '1', '--no-flops', '--json', str(out_json),
+         '--plot', str(plot)],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out_json.read_text())
+    cells = {(r['impl'], r['mode']) for r in data['results']}
+    assert cells == {('pvt_mm', 'fwd')}
+    for r in data['results']:
+        assert r['median_s'] > 0 and r['peak_gib'] > 0.1
+    assert data['meta']['matmul_gflops'] > 0
+    assert '| PVTv2-B0 | 64x64 | fwd | pvt_mm |' in proc.stdout
+    assert plot.stat().st_size > 1000
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location(
+        'bench_backbones', os.path.join(REPO, 'benchmarks', 'bench_backbones.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_flops_and_summary():
+    bench = load_bench()
+    gflop = bench.model_flops(dict(model='pvtv2_b0', size='64x64', threads=1))
+    assert gflop['gflop'] > 0
+    cell = dict(model='pvtv2_b0', size='64x64', mode='fwd', peak_gib=2.,
+                delta_gib=1.)
+    rows = bench.summarize(
+        [dict(cell, impl='timm', median_s=3.), dict(cell, impl='pvt_mm',
+                                                    median_s=1.)],
+        peak=100., flops={'pvtv2_b0@64x64': 50.})
+    assert [r['impl'] for r in rows] == ['pvt_mm', 'timm']
+    assert rows[1]['speedup'] == 3. and rows[0]['gflops'] == 50.
+    assert rows[0]['peak_frac'] == 0.5
+
+
+def test_bench_docs_block_is_replaced(tmp_path):
+    bench = load_bench()
+    doc = tmp_path / 'doc.md'
+    doc.write_text(f'intro\n{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\noutro\n')
+    meta = dict(date='today', machine='m', threads=2, device='cpu',
+                dtype='fp32', repeats=3, warmup=1, matmul_gflops=100.)
+    bench.write_docs('| new table |\n', meta, doc=str(doc))
+    text = doc.read_text()
+    assert 'old' not in text and '| new table |' in text
+    assert text.startswith('intro\n') and text.endswith('outro\n')
+    doc.write_text('no markers')
+    with pytest.raises(SystemExit, match='markers'):
+        bench.write_docs('| t |\n', meta, doc=str(doc))
