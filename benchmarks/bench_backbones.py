@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional
@@ -242,24 +241,8 @@ def worker_main(kind: str, spec_json: str) -> None:
 
 def spawn(kind: str, spec: dict, timeout: float) -> Optional[dict]:
     """Run one worker in a fresh interpreter; ``None`` (and a note) on error."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']),
-               MKL_NUM_THREADS=str(spec['threads']), PYTHONWARNINGS='ignore',
-               TRANSFORMERS_VERBOSITY='error')
-    cmd = [sys.executable, os.path.abspath(__file__), '--worker', kind,
-           json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                              timeout=timeout, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        print(f'  ! {kind} {spec} timed out after {timeout:.0f} s', flush=True)
-        return None
-    for line in proc.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    print(f'  ! {kind} {spec.get("model", "")} {spec.get("impl", "")} failed '
-          f'(exit {proc.returncode}): ' + ' | '.join(tail), flush=True)
-    return None
+    from pvt_mm.cli.analysis import run_worker
+    return run_worker(__file__, kind, spec, timeout, cwd=REPO, TRANSFORMERS_VERBOSITY='error')
 
 
 def plan(args) -> List[dict]:

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -155,23 +154,9 @@ WORKERS = {'cell': cell_worker, 'export': export_worker}
 
 
 def spawn(kind: str, spec: dict, timeout: float) -> Optional[dict]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']),
-               MKL_NUM_THREADS=str(spec['threads']), PYTHONWARNINGS='ignore')
-    cmd = [sys.executable, os.path.abspath(__file__), '--worker', kind,
-           json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                              timeout=timeout, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        print(f'  ! {kind} {spec.get("impl", "")} timed out', flush=True)
-        return None
-    for line in proc.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-4:]
-    print(f'  ! {kind} {spec.get("model", "")} {spec.get("impl", "")} failed '
-          f'(exit {proc.returncode}): ' + ' | '.join(tail), flush=True)
-    return None
+    """Run one worker in a fresh interpreter; ``None`` (and a note) on error."""
+    from pvt_mm.cli.analysis import run_worker
+    return run_worker(__file__, kind, spec, timeout, cwd=REPO)
 
 
 def markdown(results: List[dict]) -> str:

@@ -9,6 +9,10 @@ attention matmuls out. :func:`flop_analyzer` registers a handle for it.
 FLOPs are counted the way the PVT/CvT papers (and fvcore/MMEngine) count
 them: one multiply-accumulate = one FLOP.
 """
+import json
+import os
+import subprocess
+import sys
 from typing import Any, List, Optional, Sequence
 
 import torch
@@ -115,3 +119,34 @@ def input_shape(shape: Optional[Sequence[int]], scope: str):
     if not shape:
         return DEFAULT_SHAPES[scope]
     return (shape[0], shape[-1])
+
+
+def run_worker(script: str, kind: str, spec: dict, timeout: float,
+               cwd: Optional[str] = None, **env) -> Optional[dict]:
+    """Run ``python SCRIPT --worker KIND SPEC_JSON`` in a fresh interpreter
+    with ``spec['threads']`` OpenMP / MKL threads (the benchmarks measure
+    each cell in its own process, so peak memory is that cell's alone).
+
+    The worker prints ``RESULT <json>``; that dict is returned, or ``None``
+    with a one-line note when the worker timed out or failed. ``env`` adds
+    environment variables.
+    """
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']),
+               MKL_NUM_THREADS=str(spec['threads']), PYTHONWARNINGS='ignore',
+               **env)
+    cmd = [sys.executable, os.path.abspath(script), '--worker', kind,
+           json.dumps(spec)]
+    label = f'{kind} {spec.get("model", "")} {spec.get("impl", "")}'.strip()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        print(f'  ! {label} timed out after {timeout:.0f} s', flush=True)
+        return None
+    for line in proc.stdout.splitlines():
+        if line.startswith('RESULT '):
+            return json.loads(line[len('RESULT '):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-4:]
+    print(f'  ! {label} failed (exit {proc.returncode}): ' + ' | '.join(tail),
+          flush=True)
+    return None
