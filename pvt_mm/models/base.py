@@ -225,8 +225,9 @@ class PyramidBackbone(BaseModule):
         ``patch_embed(i)``, LayerNorm eps ``embed_norm_eps``) followed by
         ``depths[i]`` pre-norm :class:`Block` s (LayerNorm eps ``norm_eps``)
         whose attention and FFN ``block_layers(i, dims)`` builds, with
-        stochastic depth from ``drop_path_rate`` (:func:`stage_drop_paths`). ``stage_args(i)`` gives the remaining
-        :class:`Stage` arguments (norm, position embedding, class token...).
+        stochastic depth from ``drop_path_rate`` (:func:`stage_drop_paths`).
+        ``stage_args(i)`` gives the remaining :class:`Stage` arguments (norm,
+        position embedding, class token...).
         """
         rates = stage_drop_paths(self.drop_path_rate, depths)
         stages, prev = [], self.in_channels
