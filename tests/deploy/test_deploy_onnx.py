@@ -18,10 +18,8 @@ Negative controls: an export from another config is refused, a perturbed
 weight fails the raw comparison by orders of magnitude, too-small images and
 mismatched checkpoints raise clear errors.
 """
-import copy
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 
@@ -127,6 +125,19 @@ def assert_same_masks(ref, got, mask_tol):
         assert differ <= max(2, 0.01 * area), (i, differ, area)
 
 
+def run_both(model, ort_model, scope, shape, batch, label=''):
+    """The raw outputs of PyTorch and ONNX Runtime agree on a batch of
+    ``shape``; then both models' ``test_step`` results for it."""
+    data = model.data_preprocessor(raw_batch(model, scope, shape, batch),
+                                   False)
+    assert compare_raw(model, ort_model, data['inputs']) == {}, label
+    with torch.no_grad():
+        ref = model.test_step(raw_batch(model, scope, shape, batch))
+    got = ort_model.test_step(raw_batch(model, scope, shape, batch))
+    assert len(ref) == len(got) == batch
+    return ref, got
+
+
 def test_single_stage_all_backbones(exported):
     """RetinaNet with each backbone family: raw head outputs and final
     detections at two sizes not seen at export."""
@@ -134,14 +145,8 @@ def test_single_stage_all_backbones(exported):
         model, ort_model, _ = exported('retinanet_pvt_v2_b0_demo.py', backbone)
         assert ort_model.kind == 'single_stage'
         for shape, batch in RUN_SIZES:
-            data = model.data_preprocessor(
-                raw_batch(model, 'mmdet', shape, batch), False)
-            bad = compare_raw(model, ort_model, data['inputs'])
-            assert bad == {}, backbone
-            with torch.no_grad():
-                ref = model.test_step(raw_batch(model, 'mmdet', shape, batch))
-            got = ort_model.test_step(raw_batch(model, 'mmdet', shape, batch))
-            assert len(ref) == len(got) == batch
+            ref, got = run_both(model, ort_model, 'mmdet', shape, batch,
+                                  backbone)
             for r, g in zip(ref, got):
                 assert len(r.pred_instances) > 0
                 assert_same_detections(r.pred_instances, g.pred_instances,
@@ -156,12 +161,7 @@ def test_single_stage_all_backbones(exported):
 def test_other_detectors(exported, name, backbone):
     model, ort_model, _ = exported(name, backbone)
     for shape, batch in RUN_SIZES:
-        data = model.data_preprocessor(
-            raw_batch(model, 'mmdet', shape, batch), False)
-        assert compare_raw(model, ort_model, data['inputs']) == {}
-        with torch.no_grad():
-            ref = model.test_step(raw_batch(model, 'mmdet', shape, batch))
-        got = ort_model.test_step(raw_batch(model, 'mmdet', shape, batch))
+        ref, got = run_both(model, ort_model, 'mmdet', shape, batch)
         for r, g in zip(ref, got):
             assert len(r.pred_instances) > 0
             assert_same_detections(r.pred_instances, g.pred_instances,
@@ -175,12 +175,7 @@ def test_semantic_fpn(exported, backbone):
     model, ort_model, _ = exported('sem_fpn_pvt_v2_b0_demo.py', backbone)
     assert ort_model.kind == 'segmentor'
     for shape, batch in RUN_SIZES:
-        data = model.data_preprocessor(
-            raw_batch(model, 'mmseg', shape, batch), False)
-        assert compare_raw(model, ort_model, data['inputs']) == {}
-        with torch.no_grad():
-            ref = model.test_step(raw_batch(model, 'mmseg', shape, batch))
-        got = ort_model.test_step(raw_batch(model, 'mmseg', shape, batch))
+        ref, got = run_both(model, ort_model, 'mmseg', shape, batch)
         for r, g in zip(ref, got):
             a, b = r.pred_sem_seg.data, g.pred_sem_seg.data
             assert a.shape == b.shape == (1, *shape)
