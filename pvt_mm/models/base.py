@@ -327,7 +327,12 @@ class PyramidBackbone(BaseModule):
                 f'(shape {tuple(x.shape)}); set in_channels={x.shape[1]} or '
                 f'fix the data pipeline')
         h, w = int(x.shape[2]), int(x.shape[3])
-        if (h, w) in self._checked_sizes:
+        # The cache of checked sizes saves eager calls the loop below; a
+        # compiled graph checks at trace time only and must not read it
+        # (a guard on the set would recompile the model after every call
+        # that adds a size).
+        compiling = torch.compiler.is_compiling()
+        if not compiling and (h, w) in self._checked_sizes:
             return
         need = self.stage_min_sizes()
         for side in (h, w):
@@ -338,7 +343,8 @@ class PyramidBackbone(BaseModule):
                     f'{type(self).__name__}: its deepest stage needs at least '
                     f'{m}x{m}; resize or pad the image (e.g. Pad '
                     f'size_divisor=32 in the pipeline)')
-        self._checked_sizes.add((h, w))
+        if not compiling:
+            self._checked_sizes.add((h, w))
 
     def _pool(self, tokens: torch.Tensor, num_prefix: int) -> torch.Tensor:
         """Classification vector from the last stage's tokens."""

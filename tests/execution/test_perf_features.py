@@ -318,6 +318,23 @@ def test_compiles_without_graph_breaks(train):
         torch._dynamo.reset()
 
 
+def test_compiled_model_is_not_recompiled_for_the_same_size():
+    """A compiled backbone runs its graph again on the next call of the
+    same size, also after eager calls of other sizes (the input check's
+    cache of sizes once guarded the graph: every call recompiled)."""
+    for name, model in tiny_models().items():
+        model.eval()
+        compiled = torch.compile(model, backend='eager', fullgraph=True)
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad(), torch._dynamo.config.patch(
+                error_on_recompile=True):
+            compiled(x)
+            compiled(x)
+            model(torch.randn(1, 3, 96, 96))  # eager, a new size
+            compiled(x)
+        torch._dynamo.reset()
+
+
 @pytest.mark.parametrize('name', ['pvtv2', 'pvtv2_li', 'pvtv1', 'cvt_cls'])
 def test_bf16_autocast_is_finite_and_close(name):
     model = tiny_models()[name].eval()
