@@ -14,7 +14,7 @@ import argparse
 import os.path as osp
 
 from pvt_mm.cli import (add_common_args, build_runner, config_from_args,
-                        finish, prepare)
+                        finish, prepare, use_amp)
 
 
 def parse_args(argv=None):
@@ -36,13 +36,7 @@ def parse_args(argv=None):
 
 def apply_train_args(cfg, args) -> None:
     if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA GPU (MMEngine\'s '
-                             'AmpOptimWrapper); none is available here. Drop '
-                             '--amp to train in fp32.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        use_amp(cfg)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise SystemExit('--auto-scale-lr: the config has no '

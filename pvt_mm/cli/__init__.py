@@ -8,9 +8,9 @@ benchmarks/bench_backbones.py). Importing this package imports MMEngine;
 ``import pvt_mm`` does not import it.
 """
 from .runner import (SCOPES, add_common_args, build_runner, config_from_args,
-                     finish, init_scope, load_config, prepare,
+                     finish, init_scope, load_config, prepare, use_amp,
                      use_test_time_aug)
 
 __all__ = ['SCOPES', 'add_common_args', 'build_runner', 'config_from_args',
-           'finish', 'init_scope', 'load_config', 'prepare',
+           'finish', 'init_scope', 'load_config', 'prepare', 'use_amp',
            'use_test_time_aug']

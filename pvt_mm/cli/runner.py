@@ -94,6 +94,19 @@ def prepare(cfg, splits) -> None:
     prepare_config(cfg, splits)
 
 
+def use_amp(cfg) -> None:
+    """Train with automatic mixed precision (``--amp`` of tools/train.py and
+    tools/misc/demo.py): MMEngine's ``AmpOptimWrapper`` with a dynamic loss
+    scale unless the config sets one. Needs CUDA: a clear error otherwise."""
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit('--amp needs a CUDA GPU (MMEngine\'s '
+                         'AmpOptimWrapper); none is available here. Drop '
+                         '--amp to train in fp32.')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+
 def use_test_time_aug(cfg) -> None:
     """Test with the config's test-time augmentation, the way MMDetection's
     and MMSegmentation's ``tools/test.py --tta`` do: the test set runs

@@ -127,6 +127,24 @@ def test_train_cli_fails_before_building_a_model(tmp_path):
     assert 'Checkpoints will be saved' not in res.stdout + res.stderr
 
 
+def test_amp_switch_of_train_and_demo(monkeypatch):
+    """``--amp`` (tools/train.py, tools/misc/demo.py) puts MMEngine's
+    AmpOptimWrapper with a dynamic loss scale into the config; without
+    CUDA it is a clear error, not a silent fp32 run."""
+    import torch
+    cfg = common.config_from_args(RETINANET, cli())
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+        common.use_amp(cfg)
+    assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    common.use_amp(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'  # the rest is kept
+    assert load_tool('misc/demo').parse_args(['--amp']).amp
+
+
 def test_cli_argument_errors(tmp_path):
     test_tool = load_tool('test')
     train_tool = load_tool('train')

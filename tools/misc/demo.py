@@ -27,7 +27,7 @@ import os
 import os.path as osp
 import time
 
-from pvt_mm.cli import build_runner, load_config, prepare
+from pvt_mm.cli import build_runner, load_config, prepare, use_amp
 from pvt_mm.datasets.demo_data import demo_data_ready, make_demo_data
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -44,6 +44,9 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--epochs', type=int,
                         help='training epochs (default: the config\'s)')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision, as tools/train.py '
+                        '--amp (needs a GPU)')
     parser.add_argument(
         '--threads', type=int, default=1,
         help='torch CPU threads (default 1: the data loader works in a '
@@ -72,6 +75,8 @@ def main(argv=None):
     if args.epochs:
         options['train_cfg.max_epochs'] = args.epochs
     cfg = load_config(CONFIG, options, work_dir=args.work_dir, launcher='none')
+    if args.amp:
+        use_amp(cfg)
     epochs = cfg.train_cfg.max_epochs
     cfg.train_cfg.val_interval = 1  # mAP per epoch for the training curve
     prepare(cfg, splits=('train', 'val'))
@@ -99,7 +104,8 @@ def main(argv=None):
         print(f'  {key:<12} {before.get(key, float("nan")):>10.3f} '
               f'{after.get(key, float("nan")):>10.3f}')
     result = dict(untrained=before, trained=after, epochs=epochs,
-                  minutes=round(minutes, 2))
+                  minutes=round(minutes, 2), amp=args.amp,
+                  device=str(next(runner.model.parameters()).device))
     out = osp.join(cfg.work_dir, 'demo_metrics.json')
     with open(out, 'w') as f:
         json.dump(result, f, indent=2)
