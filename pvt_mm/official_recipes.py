@@ -188,6 +188,11 @@ for _a in V1:
         f'segmentation/configs/sem_fpn/PVT/fpn_pvt_{V1_SHORT[_a]}_ade20k_40k.py',
         'segmentation/configs/_base_/datasets/ade20k.py',
         'segmentation/pvt.py'))
+# The PVTv1 paper's PVT-Small + Trans2Seg row (Table 7) trains "with the
+# experimental settings in Sec. 5.3": the Semantic FPN recipe. No official
+# config exists for the head; the recipe is compared with that one.
+OFFICIAL['trans2seg_pvt_v1_small_ade20k_40k'] = dict(
+    OFFICIAL['sem_fpn_pvt_v1_small_ade20k_40k'])
 for _a in V2:
     OFFICIAL[f'sem_fpn_pvt_v2_{_a}_ade20k_40k'] = _seg(tuple(
         f'{PVT2_SEG}: {p}' for p in (
@@ -281,7 +286,14 @@ def no_official_reason(name):
 
 
 #: Differences kept on purpose: {config pattern: {setting: reason}}.
+_TRANS2SEG_TEST = (
+    'Trans2SegHead has an MLP across the 16x16 stride-32 positions of a '
+    '512x512 crop (pvt_mm/heads/trans2seg.py), so the image is resized to '
+    'the 2048x512 bound as in the recipe, padded to at least 512x512 and '
+    'tested in sliding 512x512 windows (stride 341) instead of one '
+    'whole-image pass; the paper does not say how it tested this head')
 DEVIATIONS = {
+    'trans2seg_*': {'test_aug': _TRANS2SEG_TEST, 'test_mode': _TRANS2SEG_TEST},
     'sem_fpn_*': {
         'test_aug': 'MMSegmentation 1.x has no AlignResize (the official '
                     'repos ship it as align_resize.py: resize so that both '

@@ -98,6 +98,11 @@ PAPER_RESULTS = {
         mIoU=44.8, source='PVTv1 paper (arXiv:2102.12122), Table 5, '
         '"PVT-Large*" (320k iterations, multi-scale flip test; no official '
         'config)'),
+    # PVTv1 paper, Table 7: PVT-Small + Trans2Seg, 40k iterations,
+    # single-scale test (no official config; pvt_mm.Trans2SegHead).
+    'trans2seg_pvt_v1_small_ade20k_40k': dict(
+        mIoU=42.6, source='PVTv1 paper (arXiv:2102.12122), Table 7, '
+        '"PVT-Small+Trans2Seg" (no official config)'),
     # Not in the PVTv2-Seg README (which has the B2-Li config but no row);
     # the PVTv2 paper's Table 5 has it.
     'sem_fpn_pvt_v2_b2_li_ade20k_40k': dict(mIoU=45.1, source=V2_SEG),

@@ -128,7 +128,8 @@ def test_config_coverage():
     expected |= {'detr_pvt_v1_small_coco_50e.py',
                  'retinanet_pvt_v1_small_coco_640.py'}
     expected |= {f'sem_fpn_{b}_ade20k_40k.py' for b in dense}
-    expected |= {'sem_fpn_pvt_v1_large_ade20k_160k_tta.py'}
+    expected |= {'sem_fpn_pvt_v1_large_ade20k_160k_tta.py',
+                 'trans2seg_pvt_v1_small_ade20k_40k.py'}
     expected |= {f'cls_{b}_in1k.py' for b in dense + ['cvt_w24']}
     missing = expected - set(CONFIGS)
     assert not missing, sorted(missing)
@@ -137,7 +138,7 @@ def test_config_coverage():
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_builds_and_runs(name):
     cfg = load(name)
-    assert cfg.custom_imports.imports == ['pvt_mm', 'pvt_mm.engine']
+    assert cfg.custom_imports.imports[:2] == ['pvt_mm', 'pvt_mm.engine']
     hooks = {h['type'] for h in cfg.custom_hooks}
     assert {'pvt_mm.NonFiniteLossHook', 'pvt_mm.IterationSeedHook'} <= hooks
     assert cfg.default_hooks.checkpoint.type == 'pvt_mm.AtomicCheckpointHook'
@@ -150,6 +151,12 @@ def test_config_builds_and_runs(name):
     cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if scope == 'mmseg':  # crop to the tiny input instead of 512x512
         cfg.model.data_preprocessor.size = (SIZE, SIZE)
+    head = cfg.model.get('decode_head', {})
+    if head.get('type') == 'pvt_mm.Trans2SegHead':  # built for 512x512
+        head.feat_size = (SIZE // 32, SIZE // 32)
+        cfg.model.data_preprocessor.test_cfg.size = (SIZE, SIZE)
+        cfg.model.test_cfg.update(crop_size=(SIZE, SIZE),
+                                  stride=(SIZE // 2, SIZE // 2))
     strip_pretrained(cfg.model)
     fewer_rois(cfg.model)
     model = MODELS.build(cfg.model)
@@ -162,6 +169,11 @@ def test_config_builds_and_runs(name):
     # Necks / heads are sized from what the backbone says it returns.
     if scope == 'mmpretrain':
         assert model.head.in_channels == backbone.out_channels[-1]
+    elif not model.with_neck:  # Trans2Seg reads the backbone's maps
+        head = model.decode_head
+        assert list(head.in_channels) == [backbone.out_channels[i]
+                                          for i in head.in_index]
+        assert backbone.out_strides == [4, 8, 16, 32]
     else:
         neck_in = getattr(model.neck, 'in_channels', None) or [
             m.conv.in_channels for m in model.neck.convs]  # ChannelMapper
