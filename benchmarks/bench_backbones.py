@@ -33,6 +33,18 @@ DOC = os.path.join(REPO, 'docs', 'benchmarks.md')
 PLOT = os.path.join(REPO, 'docs', 'benchmarks.png')
 DOC_BEGIN, DOC_END = '<!-- bench-table:begin -->', '<!-- bench-table:end -->'
 
+
+def doc_targets(meta: dict):
+    """``(begin marker, end marker, plot path)`` of a run's block in
+    docs/benchmarks.md: the CPU fp32 table, or one block per GPU dtype
+    (``<!-- bench-table-cuda-bf16:begin -->``, docs/benchmarks_cuda_bf16.png)."""
+    if (meta['device'], meta['dtype']) == ('cpu', 'fp32'):
+        return DOC_BEGIN, DOC_END, PLOT
+    tag = f"{meta['device']}-{meta['dtype']}"
+    return (f'<!-- bench-table-{tag}:begin -->',
+            f'<!-- bench-table-{tag}:end -->',
+            os.path.join(REPO, 'docs', f"benchmarks_{tag.replace('-', '_')}.png"))
+
 # ------------------------------------------------------------------ models
 # Each builder returns a module whose forward maps an image batch to a list
 # of tensors. Every implementation is configured to do the same computation
@@ -161,6 +173,9 @@ def run_cell(spec: dict) -> dict:
     model.train(train)
     if with_cp and impl.startswith('timm'):
         model.set_grad_checkpointing(True)
+    if spec.get('compile'):  # compiled during the warm-up runs
+        torch._dynamo.reset()
+        model = torch.compile(model)
     dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[spec['dtype']]
 
     def step():
@@ -239,10 +254,16 @@ def worker_main(kind: str, spec_json: str) -> None:
 
 # ------------------------------------------------------------------ parent
 
-def spawn(kind: str, spec: dict, timeout: float) -> Optional[dict]:
-    """Run one worker in a fresh interpreter; ``None`` (and a note) on error."""
-    from pvt_mm.cli.analysis import run_worker
-    return run_worker(__file__, kind, spec, timeout, cwd=REPO, TRANSFORMERS_VERBOSITY='error')
+def spawn(kind: str, spec: dict, timeout: float,
+          in_process: bool = False) -> Optional[dict]:
+    """Run one worker in a fresh interpreter (or, with ``in_process``, in
+    this one); ``None`` (and a note) on error."""
+    from pvt_mm.cli.analysis import call_in_process, run_worker
+    if in_process:
+        os.environ['TRANSFORMERS_VERBOSITY'] = 'error'
+        return call_in_process(WORKERS[kind], spec)
+    return run_worker(__file__, kind, spec, timeout, cwd=REPO,
+                      TRANSFORMERS_VERBOSITY='error')
 
 
 def plan(args) -> List[dict]:
@@ -309,7 +330,7 @@ def markdown_table(rows: List[dict]) -> str:
     return head + '\n'.join(lines) + '\n'
 
 
-def plot(rows: List[dict], path: str) -> None:
+def plot(rows: List[dict], path: str, note: str = '') -> None:
     """Median time and peak memory per implementation, largest input."""
     import matplotlib
     matplotlib.use('Agg')
@@ -340,27 +361,31 @@ def plot(rows: List[dict], path: str) -> None:
         ax.grid(axis='x', alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc='lower center', ncol=len(impls))
-    fig.suptitle(f'Backbones at {largest}, batch 1 (lower is better)')
+    fig.suptitle(f'Backbones at {largest}, batch 1{note} (lower is better)')
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def write_docs(table: str, meta: dict, doc: str = DOC) -> None:
-    """Replace the generated block of docs/benchmarks.md with ``table``."""
+    """Replace the run's generated block of docs/benchmarks.md (see
+    :func:`doc_targets`) with ``table``."""
+    begin, end, _ = doc_targets(meta)
     with open(doc) as f:
         text = f.read()
-    if DOC_BEGIN not in text or DOC_END not in text:
-        raise SystemExit(f'{doc} has no {DOC_BEGIN} ... {DOC_END} block to '
+    if begin not in text or end not in text:
+        raise SystemExit(f'{doc} has no {begin} ... {end} block to '
                          f'fill; add the two markers where the table goes')
-    block = (f"{DOC_BEGIN}\nMeasured {meta['date']} on {meta['machine']}, "
-             f"{meta['threads']} threads, {meta['device']} {meta['dtype']}, "
-             f"batch 1, {meta['repeats']} timed runs after {meta['warmup']} "
-             f"warm-up; matmul peak {meta['matmul_gflops']:.0f} GFLOP/s.\n\n"
-             f"{table}{DOC_END}")
-    head, rest = text.split(DOC_BEGIN, 1)
+    compiled = ', torch.compile' if meta.get('compile') else ''
+    block = (f"{begin}\nMeasured {meta['date']} on {meta['machine']}, "
+             f"{meta['threads']} threads, {meta['device']} {meta['dtype']}"
+             f"{compiled}, batch 1, {meta['repeats']} timed runs after "
+             f"{meta['warmup']} warm-up; matmul peak "
+             f"{meta['matmul_gflops']:.0f} GFLOP/s.\n\n"
+             f"{table}{end}")
+    head, rest = text.split(begin, 1)
     with open(doc, 'w') as f:
-        f.write(head + block + rest.split(DOC_END, 1)[1])
+        f.write(head + block + rest.split(end, 1)[1])
 
 
 def parse_args(argv=None):
@@ -377,6 +402,12 @@ def parse_args(argv=None):
                    help='bf16/fp16 run under torch.autocast')
     p.add_argument('--threads', type=int, default=os.cpu_count(),
                    help='torch threads per worker (default: all cores)')
+    p.add_argument('--compile', action='store_true',
+                   help='torch.compile every model (inductor; compiled in '
+                   'the warm-up runs, so --warmup must be >= 1)')
+    p.add_argument('--in-process', action='store_true',
+                   help='CUDA only: run every cell in this interpreter '
+                   '(peak memory is per cell on CUDA; saves the imports)')
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--rounds', type=int, default=1,
@@ -396,19 +427,26 @@ def parse_args(argv=None):
                    help='skip measuring; report these JSON files (merged)')
     p.add_argument('--write-docs', action='store_true',
                    help=f'put the table into {os.path.relpath(DOC, REPO)} and '
-                        f'the plot into {os.path.relpath(PLOT, REPO)}')
+                        f'the plot into {os.path.relpath(PLOT, REPO)} (GPU '
+                        f'runs: their own block and plot per dtype)')
     p.add_argument('--plot', help='save the plot to this path')
     p.add_argument('--worker', nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or ['64x64']
-        args.repeats, args.warmup = 1, 0
+        args.repeats, args.warmup = 1, int(args.compile)
     args.sizes = args.sizes or list(FULL_SIZES)
     for s in args.sizes:
         try:
             parse_size(s)
         except ValueError:
             p.error(f'--sizes: {s!r} is not HxW (e.g. 800x1333) or a side')
+    if args.compile and args.warmup < 1:
+        p.error('--compile needs --warmup >= 1 (the first call compiles)')
+    if args.in_process and args.device != 'cuda':
+        p.error('--in-process needs --device cuda: on the CPU the peak '
+                'memory is the process\'s, so every cell needs its own '
+                'process')
     if args.repeats < 1 or args.warmup < 0 or args.rounds < 1:
         p.error('--repeats and --rounds must be >= 1, --warmup >= 0')
     return args
@@ -417,12 +455,13 @@ def parse_args(argv=None):
 def measure(args) -> dict:
     cells = plan(args)
     libs = sorted({lib for c in cells for lib in LIBS[c['impl'].split('+')[0]]})
-    common = dict(device=args.device, dtype=args.dtype, threads=args.threads)
+    common = dict(device=args.device, dtype=args.dtype, threads=args.threads,
+                  compile=args.compile)
     meta = dict(common, date=time.strftime('%Y-%m-%d %H:%M'),
                 machine=f'{platform.processor() or platform.machine()} '
                         f'({os.cpu_count()} cores)',
                 repeats=args.repeats, warmup=args.warmup)
-    peak = spawn('matmul', common, args.timeout)
+    peak = spawn('matmul', common, args.timeout, args.in_process)
     meta['matmul_gflops'] = peak['gflops'] if peak else 0.
     print(f"matmul peak: {meta['matmul_gflops']:.0f} GFLOP/s "
           f"({args.device} {args.dtype}, {args.threads} threads)", flush=True)
@@ -431,7 +470,7 @@ def measure(args) -> dict:
         for model in args.models:
             for size in args.sizes:
                 r = spawn('flops', dict(common, model=model, size=size),
-                          args.timeout)
+                          args.timeout, args.in_process)
                 if r:
                     flops[f'{model}@{size}'] = r['gflop']
     runs = {}
@@ -439,7 +478,7 @@ def measure(args) -> dict:
         for i, cell in enumerate(cells, 1):
             r = spawn('cell', dict(cell, **common, libs=libs,
                                    repeats=args.repeats, warmup=args.warmup),
-                      args.timeout)
+                      args.timeout, args.in_process)
             if r:
                 runs.setdefault(i, []).append(r)
                 print(f"[{round_ + 1}.{i}/{len(cells)}] {cell['model']:12s} "
@@ -494,7 +533,9 @@ def main(argv=None) -> int:
     table = markdown_table(rows)
     print('\n' + table)
     if args.plot or args.write_docs:
-        plot(rows, args.plot or PLOT)
+        meta = data['meta']
+        plot(rows, args.plot or doc_targets(meta)[2],
+             note=f", {meta['device']} {meta['dtype']}")
     if args.write_docs:
         write_docs(table, data['meta'])
     return 0

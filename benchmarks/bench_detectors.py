@@ -1,13 +1,14 @@
-"""Whole-model inference latency: our detectors / segmentors in PyTorch and
-in ONNX Runtime, beside MMDetection's own RetinaNet with its built-in
-PVTv2-B2.
+"""Whole-model latency and peak memory: our detectors / segmentors in
+PyTorch and in ONNX Runtime, beside MMDetection's own RetinaNet with its
+built-in PVTv2-B2.
 
     python benchmarks/bench_detectors.py                          # the table in docs/benchmarks.md
     python benchmarks/bench_detectors.py --quick                  # seconds, smoke test
     python benchmarks/bench_detectors.py --profile                # + top operators per cell
-    python benchmarks/bench_detectors.py --device cuda            # GPU (ORT with its CUDA provider)
+    python benchmarks/bench_detectors.py --device cuda --in-process \
+        --dtype bf16 --workloads test train --impls ours mmdet   # GPU
 
-Cells (batch 1, fp32, random weights: speed does not depend on them):
+Cells (batch 1, random weights: speed does not depend on them):
 
 * ``retinanet_b2`` at 800x1333: ``ours`` = configs/retinanet_pvt_v2_b2_coco.py
   in PyTorch, ``mmdet`` = ``mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py``
@@ -16,11 +17,18 @@ Cells (batch 1, fp32, random weights: speed does not depend on them):
 * ``sem_fpn_b2`` at 512x512: configs/sem_fpn_pvt_v2_b2_ade20k_40k.py in
   PyTorch and in ONNX Runtime.
 
-"Whole model" is ``model.test_step(data)``: data preprocessing
+Workloads: ``test`` is ``model.test_step(data)``: data preprocessing
 (normalisation, padding), the network and post-processing (box decoding and
-NMS / resizing the logits), on a raw uint8 image of the size. Each cell runs
-in a fresh interpreter (as benchmarks/bench_backbones.py does); the ONNX
-file is exported once, in its own process, before the ORT cells.
+NMS / resizing the logits), on a raw uint8 image of the size. ``train`` is
+what an optimizer step sees: preprocessing, the losses on random ground
+truth (four boxes / a random label map) and ``backward()``. ``--dtype
+bf16|fp16`` runs the PyTorch cells under ``torch.autocast`` (as MMEngine's
+``AmpOptimWrapper`` does); ONNX Runtime cells run fp32 inference only. Peak
+memory: the process's peak RSS on the CPU, ``torch.cuda.max_memory_allocated``
+on CUDA. Each cell runs in a fresh interpreter (as
+benchmarks/bench_backbones.py does; ``--in-process`` on CUDA runs them all in
+one); the ONNX file is exported once, in its own process, before the ORT
+cells.
 """
 import argparse
 import json
@@ -45,6 +53,13 @@ MODELS = {
         impls={'ours': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
                'ours-ort': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py'}),
 }
+
+
+#: --dtype -> the torch.autocast dtype (None: fp32, autocast off)
+DTYPES = {'fp32': None, 'bf16': 'bfloat16', 'fp16': 'float16'}
+
+
+WORKLOADS = ('test', 'train')
 
 
 def parse_size(text: str):
@@ -100,14 +115,33 @@ def cell_worker(spec: dict) -> dict:
         runner = ORTModel(spec['onnx'], model, weights_loaded=False,
                           providers=providers, profile_prefix=prefix)
     shape = parse_size(spec['size'])
+    dtype = DTYPES[spec.get('dtype', 'fp32')]
+    dtype = dtype and getattr(torch, dtype)
+    train = spec.get('workload', 'test') == 'train'
+    model.train(train)
+    last_loss = []
 
     def step():
-        data = fake_data(spec['scope'], shape, 1, device)
-        with torch.no_grad():
-            runner.test_step(data)
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            if train:  # what the optimizer wrapper's step sees
+                data = model.data_preprocessor(
+                    fake_data(spec['scope'], shape, 1, device, with_gt=True),
+                    training=True)
+                losses = model(**data, mode='loss')
+                loss, _ = model.parse_losses(losses)
+                loss.backward()
+                last_loss[:] = [loss.item()]
+                model.zero_grad(set_to_none=False)
+            else:
+                with torch.no_grad():
+                    runner.test_step(fake_data(spec['scope'], shape, 1,
+                                               device))
         if device == 'cuda':
             torch.cuda.synchronize()
 
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     times, cpu = [], []
     for i in range(spec['warmup'] + spec['repeats']):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -115,8 +149,13 @@ def cell_worker(spec: dict) -> dict:
         if i >= spec['warmup']:
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
+    # CPU: the process's peak RSS; CUDA: the tensors' peak on the device
+    peak = (torch.cuda.max_memory_allocated() / 2**30 if device == 'cuda'
+            else _peak_rss_gib())
     result = dict(spec, times=times, median_s=statistics.median(times),
-                  cpu_s=statistics.median(cpu), peak_gib=_peak_rss_gib())
+                  cpu_s=statistics.median(cpu), peak_gib=peak)
+    if train:
+        result['loss'] = last_loss[0]
     if spec['profile']:
         result['profile'] = profile(runner, step, spec)
     return result
@@ -153,25 +192,33 @@ def profile(runner, step, spec) -> List[list]:
 WORKERS = {'cell': cell_worker, 'export': export_worker}
 
 
-def spawn(kind: str, spec: dict, timeout: float) -> Optional[dict]:
-    """Run one worker in a fresh interpreter; ``None`` (and a note) on error."""
-    from pvt_mm.cli.analysis import run_worker
+def spawn(kind: str, spec: dict, timeout: float,
+          in_process: bool = False) -> Optional[dict]:
+    """Run one worker in a fresh interpreter (or, with ``in_process``, in
+    this one); ``None`` (and a note) on error."""
+    from pvt_mm.cli.analysis import call_in_process, run_worker
+    if in_process:
+        return call_in_process(WORKERS[kind], spec)
     return run_worker(__file__, kind, spec, timeout, cwd=REPO)
 
 
 def markdown(results: List[dict]) -> str:
-    lines = ['| model | input | impl | median s | CPU s | peak GiB | '
-             'ours (PyTorch) speed-up over impl |',
-             '|---|---|---|---:|---:|---:|---:|']
+    lines = ['| model | input | workload | dtype | impl | median s | CPU s | '
+             'peak GiB | ours (PyTorch) speed-up over impl |',
+             '|---|---|---|---|---|---:|---:|---:|---:|']
     for model in MODELS:
-        rows = [r for r in results if r['model'] == model]
-        ours = next((r for r in rows if r['impl'] == 'ours'), None)
-        for r in rows:
-            ratio = (f'{r["median_s"] / ours["median_s"]:.2f}x'
-                     if ours else 'n/a')
-            lines.append(f'| {model} | {r["size"]} | {r["impl"]} | '
-                         f'{r["median_s"]:.3f} | {r["cpu_s"]:.2f} | '
-                         f'{r["peak_gib"]:.2f} | {ratio} |')
+        for workload in WORKLOADS:
+            rows = [r for r in results if r['model'] == model
+                    and r.get('workload', 'test') == workload]
+            ours = next((r for r in rows if r['impl'] == 'ours'), None)
+            for r in rows:
+                ratio = (f'{r["median_s"] / ours["median_s"]:.2f}x'
+                         if ours else 'n/a')
+                lines.append(
+                    f'| {model} | {r["size"]} | {workload} | '
+                    f'{r.get("dtype", "fp32")} | {r["impl"]} | '
+                    f'{r["median_s"]:.3f} | {r["cpu_s"]:.2f} | '
+                    f'{r["peak_gib"]:.2f} | {ratio} |')
     return '\n'.join(lines)
 
 
@@ -181,6 +228,17 @@ def parse_args(argv=None):
                    choices=list(MODELS))
     p.add_argument('--impls', nargs='+', default=['ours', 'mmdet', 'ours-ort'])
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--dtype', default='fp32', choices=list(DTYPES),
+                   help='bf16/fp16: the PyTorch cells run under '
+                   'torch.autocast (ONNX Runtime cells are skipped)')
+    p.add_argument('--workloads', nargs='+', default=['test'],
+                   choices=WORKLOADS,
+                   help='test: model.test_step (pre-processing, network, '
+                   'post-processing); train: the loss on random ground truth '
+                   '+ backward (PyTorch cells only)')
+    p.add_argument('--in-process', action='store_true',
+                   help='CUDA only: run every cell in this interpreter '
+                   '(peak memory is per cell on CUDA; saves the imports)')
     p.add_argument('--threads', type=int, default=os.cpu_count())
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--warmup', type=int, default=2)
@@ -199,6 +257,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.in_process and args.device != 'cuda':
+        raise SystemExit('--in-process needs --device cuda: on the CPU the '
+                         'peak memory is the process\'s, so every cell needs '
+                         'its own process')
     if args.worker:
         kind, spec = args.worker
         print('RESULT ' + json.dumps(WORKERS[kind](json.loads(spec))))
@@ -209,14 +271,19 @@ def main(argv=None) -> int:
     results, exports = [], {}
     start = time.time()
     load = os.getloadavg()
-    for model in args.models:
+    for model, workload in ((m, w) for m in args.models
+                            for w in args.workloads):
         info = MODELS[model]
         size = args.size or info['size']
         for impl, config in info['impls'].items():
             if impl not in args.impls:
                 continue
+            if impl.endswith('-ort') and (workload == 'train'
+                                          or args.dtype != 'fp32'):
+                continue  # ONNX Runtime runs the fp32 graph, inference only
             spec = dict(model=model, impl=impl, config=config, size=size,
                         scope=info['scope'], device=args.device,
+                        dtype=args.dtype, workload=workload,
                         threads=args.threads, repeats=args.repeats,
                         warmup=args.warmup, profile=args.profile)
             if impl.endswith('-ort'):
@@ -229,8 +296,9 @@ def main(argv=None) -> int:
                 if exports[onnx] is None:
                     continue
                 spec['onnx'] = onnx
-            print(f'[bench] {model} {impl} {size} ...', flush=True)
-            res = spawn('cell', spec, args.timeout)
+            print(f'[bench] {model} {workload} {args.dtype} {impl} {size} ...',
+                  flush=True)
+            res = spawn('cell', spec, args.timeout, args.in_process)
             if res:
                 print(f'    median {res["median_s"]:.3f} s, CPU '
                       f'{res["cpu_s"]:.2f} s, peak {res["peak_gib"]:.2f} GiB',
@@ -239,6 +307,7 @@ def main(argv=None) -> int:
     meta = dict(date=time.strftime('%Y-%m-%d %H:%M'),
                 machine=platform.machine(),
                 cpus=os.cpu_count(), threads=args.threads, device=args.device,
+                dtype=args.dtype,
                 loadavg_before=load, loadavg_after=os.getloadavg(),
                 minutes=round((time.time() - start) / 60, 1))
     print()

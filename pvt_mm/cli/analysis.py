@@ -70,13 +70,18 @@ def build_model(cfg, device: str = 'cpu'):
 
 
 def fake_data(scope: str, shape: Sequence[int], batch_size: int = 1,
-              device: str = 'cpu') -> dict:
+              device: str = 'cpu', with_gt: bool = False) -> dict:
     """A raw batch (what a dataloader yields) of random uint8 images of
-    ``shape`` = (H, W), with the meta information each task's heads read."""
+    ``shape`` = (H, W), with the meta information each task's heads read.
+
+    ``with_gt`` adds random ground truth for a training step: four boxes
+    with labels < 10 per image (mmdet) or a label map with values < 10
+    (mmseg)."""
     import importlib
     module, name = DATA_SAMPLES[scope]
     sample_cls = getattr(importlib.import_module(module), name)
     h, w = shape
+    gen = torch.Generator().manual_seed(0)
     samples = []
     for _ in range(batch_size):
         s = sample_cls()
@@ -84,11 +89,29 @@ def fake_data(scope: str, shape: Sequence[int], batch_size: int = 1,
             s.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w),
                                 pad_shape=(h, w), scale_factor=(1., 1.),
                                 padding_size=[0, 0, 0, 0]))
+        if with_gt:
+            _add_fake_gt(s, scope, h, w, gen, device)
         samples.append(s)
-    gen = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
               .to(device) for _ in range(batch_size)]
     return dict(inputs=images, data_samples=samples)
+
+
+def _add_fake_gt(sample, scope: str, h: int, w: int, gen: torch.Generator,
+                 device: str) -> None:
+    if scope == 'mmdet':
+        from mmengine.structures import InstanceData
+        xy = torch.rand(4, 2, generator=gen) * torch.tensor([w / 2, h / 2])
+        wh = (torch.rand(4, 2, generator=gen) * 0.4 + 0.1) * torch.tensor([w, h])
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1).to(device),
+            labels=torch.randint(0, 10, (4,), generator=gen).to(device))
+    elif scope == 'mmseg':
+        from mmengine.structures import PixelData
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            0, 10, (1, h, w), generator=gen).to(device))
+    else:
+        sample.set_gt_label(torch.randint(0, 10, (1,), generator=gen).item())
 
 
 def fake_batch(model: nn.Module, scope: str, shape: Sequence[int],
@@ -150,3 +173,23 @@ def run_worker(script: str, kind: str, spec: dict, timeout: float,
     print(f'  ! {label} failed (exit {proc.returncode}): ' + ' | '.join(tail),
           flush=True)
     return None
+
+
+def call_in_process(fn, spec: dict) -> Optional[dict]:
+    """``fn(spec)`` in this interpreter, the in-process counterpart of
+    :func:`run_worker` (``--in-process`` of the benchmark scripts): no
+    import cost per cell, no isolation. Only for CUDA, where peak memory is
+    ``torch.cuda.max_memory_allocated`` after a reset and does not need a
+    fresh process; freed memory is returned to the driver after each cell.
+    Returns ``None`` with a one-line note when ``fn`` raises."""
+    import gc
+    label = f'{spec.get("model", "")} {spec.get("impl", "")}'.strip()
+    try:
+        return fn(spec)
+    except Exception as e:  # a failed cell must not end the whole run
+        print(f'  ! {label} failed: {type(e).__name__}: {e}', flush=True)
+        return None
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -3,6 +3,7 @@
 tools/analysis_tools/benchmark.py and benchmarks/bench_backbones.py."""
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -161,3 +162,59 @@ def test_bench_docs_block_is_replaced(tmp_path):
     doc.write_text('no markers')
     with pytest.raises(SystemExit, match='markers'):
         bench.write_docs('| t |\n', meta, doc=str(doc))
+    # a GPU run fills its own block and leaves the CPU table alone
+    gpu = dict(meta, device='cuda', dtype='bf16', compile=True)
+    begin, end, png = bench.doc_targets(gpu)
+    assert png.endswith('docs/benchmarks_cuda_bf16.png')
+    doc.write_text(f'{bench.DOC_BEGIN}\ncpu\n{bench.DOC_END}\n{begin}\nx\n{end}')
+    bench.write_docs('| gpu |\n', gpu, doc=str(doc))
+    text = doc.read_text()
+    assert 'cpu' in text and '| gpu |' in text and 'torch.compile' in text
+
+
+def load_bench_detectors():
+    spec = importlib.util.spec_from_file_location(
+        'bench_detectors',
+        os.path.join(REPO, 'benchmarks', 'bench_detectors.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.parametrize('model,dtype', [('retinanet_b2', 'fp32'),
+                                         ('sem_fpn_b2', 'bf16')])
+def test_bench_detectors_train_and_test_cells(model, dtype):
+    """The ``train`` workload computes the real losses on the fake ground
+    truth and back-propagates; ``test`` runs test_step; both under the
+    requested autocast dtype."""
+    bench = load_bench_detectors()
+    info = bench.MODELS[model]
+    spec = dict(model=model, impl='ours', config=info['impls']['ours'],
+                size='96x96', scope=info['scope'], device='cpu', dtype=dtype,
+                threads=1, repeats=1, warmup=0, profile=False)
+    train = bench.cell_worker(dict(spec, workload='train'))
+    assert train['median_s'] > 0 and train['peak_gib'] > 0.1
+    assert math.isfinite(train['loss']) and train['loss'] > 0
+    test = bench.cell_worker(dict(spec, workload='test'))
+    assert 'loss' not in test and test['median_s'] > 0
+    table = bench.markdown([train, test])
+    assert f'| {model} | 96x96 | train | {dtype} | ours |' in table
+    assert f'| {model} | 96x96 | test | {dtype} | ours |' in table
+
+
+def test_bench_in_process_is_cuda_only_and_reports_failures(capsys):
+    from pvt_mm.cli.analysis import call_in_process
+    bench = load_bench_detectors()
+    with pytest.raises(SystemExit, match='--in-process needs --device cuda'):
+        bench.main(['--in-process'])
+    with pytest.raises(SystemExit):
+        load_bench().parse_args(['--in-process'])
+    assert 'needs --device cuda' in capsys.readouterr().err
+
+    def broken(spec):
+        raise RuntimeError('out of memory')
+
+    assert call_in_process(lambda spec: dict(spec, ok=1), dict(a=1)) == dict(
+        a=1, ok=1)
+    assert call_in_process(broken, dict(model='m', impl='i')) is None
+    assert 'm i failed: RuntimeError: out of memory' in capsys.readouterr().out
