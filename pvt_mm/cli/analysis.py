@@ -102,7 +102,8 @@ def _add_fake_gt(sample, scope: str, h: int, w: int, gen: torch.Generator,
     if scope == 'mmdet':
         from mmengine.structures import InstanceData
         xy = torch.rand(4, 2, generator=gen) * torch.tensor([w / 2, h / 2])
-        wh = (torch.rand(4, 2, generator=gen) * 0.4 + 0.1) * torch.tensor([w, h])
+        wh = ((torch.rand(4, 2, generator=gen) * 0.4 + 0.1)
+              * torch.tensor([w, h]))
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], 1).to(device),
             labels=torch.randint(0, 10, (4,), generator=gen).to(device))

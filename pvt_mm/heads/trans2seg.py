@@ -23,14 +23,14 @@ and the stride-4 one (``c1``).
 The computation follows the published Trans2Seg code (xieenze/Trans2Seg,
 ``segmentron/models/trans2seg.py`` and ``modules/transformer.py``), whose
 "medium" setting is the default here (``embed_dims=256, num_layers=4,
-num_heads=8, mlp_ratio=3, channels=64``). With PVT-Small on a 512x512 input this gives
-30.8M parameters (32.9M as published, which also builds updates that
-nothing reads: see :class:`DecoderLayer`) and 39.1 GFLOPs (the backbone's
-23.1 + the head's 16.0; tested). The paper reports 32.1M and 31.6 GFLOPs,
-so its variant differs in a way nobody published (the same counter gives
-the paper's 28.2M / 44.5 GFLOPs for Semantic FPN + PVT-Small). Three
-details of that code are kept because they are what produced the published
-numbers:
+num_heads=8, mlp_ratio=3, channels=64``). With PVT-Small on a 512x512
+input this gives 30.8M parameters (32.9M as published, which also builds
+updates that nothing reads: see :class:`DecoderLayer`) and 39.1 GFLOPs
+(the backbone's 23.1 + the head's 16.0; tested). The paper reports 32.1M
+and 31.6 GFLOPs, so its variant differs in a way nobody published (the
+same counter gives the paper's 28.2M / 44.5 GFLOPs for Semantic FPN +
+PVT-Small). Three details of that code are kept because they are what
+produced the published numbers:
 
 * the decoder attention splits the projected queries / outputs into heads
   with a plain ``reshape`` (no transpose), so a "head" mixes classes;
@@ -260,7 +260,8 @@ class Trans2SegHead(BaseDecodeHead):
                 f'Trans2SegHead was built for a {self.feat_size[0]}x'
                 f'{self.feat_size[1]} deepest map (its decoder has an MLP '
                 f'across those positions) but got {h}x{w}: feed crops of the '
-                f'training size (test_cfg=dict(mode=\'slide\', crop_size=...)) '
+                f'training size (test_cfg=dict(mode=\'slide\', '
+                f'crop_size=...)) '
                 f'or set feat_size to the map the crops give')
         tokens = self.embed(c4.flatten(2).transpose(1, 2))
         tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)

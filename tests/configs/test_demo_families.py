@@ -1,8 +1,8 @@
-"""Each detector family added for the published rows (ATSS, Cascade Mask
-R-CNN, Sparse R-CNN, DETR) learns: its demo config (configs/demo/, the
-real COCO config with PVTv2-B0 from scratch and the demo data) is
-evaluated untrained, trained on the generated demo data, and evaluated
-again; the trained box mAP must be clearly above the untrained one.
+"""Each family added for the published rows (ATSS, Cascade Mask R-CNN,
+Sparse R-CNN, DETR; Trans2Seg) learns: its demo config (configs/demo/, the
+real config with PVTv2-B0 from scratch and the demo data) is evaluated
+untrained, trained on the generated demo data, and evaluated again; the
+trained box mAP / mIoU must be clearly above the untrained one.
 ``slow``: a few minutes per family on 2 CPU cores (``make test-slow``)."""
 import os
 import os.path as osp
@@ -72,3 +72,30 @@ def test_family_learns(tmp_path, demo_data, config):
     print(f'{config}: bbox_mAP untrained {before:.3f}, trained {after:.3f}')
     assert before < 0.05
     assert after > before + 0.1, (before, after)
+
+
+@pytest.mark.slow
+def test_trans2seg_learns(tmp_path, demo_data):
+    from pvt_mm.cli.runner import build_runner, load_config, prepare
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO_ROOT)
+        cfg = load_config(
+            osp.join(REPO_ROOT, 'configs', 'demo',
+                     'trans2seg_pvt_v2_b0_demo.py'),
+            cfg_options={'data_root': osp.join(demo_data, 'ade')},
+            work_dir=str(tmp_path / 'wd'), launcher='none')
+        cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
+        prepare(cfg, splits=('train', 'val'))
+        runner = build_runner(cfg)
+        runner.model.init_weights()
+        before = runner.val()['mIoU']
+        runner.train()
+        after = runner.val()['mIoU']
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+    print(f'Trans2Seg demo: mIoU untrained {before:.1f}, trained {after:.1f}')
+    assert after > before + 15, (before, after)
