@@ -548,17 +548,19 @@ def run_cell(lib: str, config: str, backbone: str, data_root: str,
                              str(v)) for k, v in metrics.items()})
 
 
-#: Part of every cell's cache key with the backbones' code: bump it when
-#: pvt_mm/swap.py or the adaptation below changes what a cell does (then
+#: Part of every cell's cache key with the backbones' and swap_backbone's
+#: code: bump it when the adaptation below changes what a cell does (then
 #: every cell reruns; ``--force`` reruns them regardless).
-CELL_VERSION = '2'
+CELL_VERSION = '3'
 
 
 def fingerprint() -> str:
-    """Cache key of the cells: the backbones' code and CELL_VERSION."""
+    """Cache key of the cells: the backbones' code, pvt_mm/swap.py and
+    CELL_VERSION."""
     h = hashlib.sha256(CELL_VERSION.encode())
-    for path in sorted(glob.glob(osp.join(REPO, 'pvt_mm', 'models', '**',
-                                          '*.py'), recursive=True)):
+    paths = glob.glob(osp.join(REPO, 'pvt_mm', 'models', '**', '*.py'),
+                      recursive=True) + [osp.join(REPO, 'pvt_mm', 'swap.py')]
+    for path in sorted(paths):
         with open(path, 'rb') as f:
             h.update(f.read())
     return h.hexdigest()[:16]
