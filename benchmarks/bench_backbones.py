@@ -157,6 +157,8 @@ def _outputs(out) -> list:
 def run_cell(spec: dict) -> dict:
     """Time one (model, impl, size, mode) and measure its peak memory."""
     import torch
+
+    from pvt_mm.cli.analysis import time_calls
     for lib in spec['libs']:
         importlib.import_module(lib)
     torch.set_num_threads(spec['threads'])
@@ -197,13 +199,7 @@ def run_cell(spec: dict) -> dict:
         base = torch.cuda.memory_allocated()
     else:
         base = _rss_bytes()
-    times, cpu = [], []
-    for i in range(spec['warmup'] + spec['repeats']):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        step()
-        if i >= spec['warmup']:
-            times.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
+    times, cpu = time_calls(step, spec['warmup'], spec['repeats'])
     if device.type == 'cuda':
         peak = torch.cuda.max_memory_allocated()
     else:

@@ -102,7 +102,7 @@ def export_worker(spec: dict) -> dict:
 def cell_worker(spec: dict) -> dict:
     import torch
     torch.set_num_threads(spec['threads'])
-    from pvt_mm.cli.analysis import fake_data
+    from pvt_mm.cli.analysis import fake_data, time_calls
     device = spec['device']
     model = build(spec['config'], device)
     runner = model
@@ -142,13 +142,7 @@ def cell_worker(spec: dict) -> dict:
     if device == 'cuda':
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times, cpu = [], []
-    for i in range(spec['warmup'] + spec['repeats']):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        step()
-        if i >= spec['warmup']:
-            times.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
+    times, cpu = time_calls(step, spec['warmup'], spec['repeats'])
     # CPU: the process's peak RSS; CUDA: the tensors' peak on the device
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device == 'cuda'
             else _peak_rss_gib())

@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import os
 
@@ -54,6 +55,32 @@ def tiny_models():
         'pvtv1': PVTv1(arch=TINY_V2, drop_path_rate=0., pretrain_img_size=64),
         'cvt_cls': CvT(arch=TINY_CVT, with_cls_token=True, drop_path_rate=0.),
     }
+
+
+@contextlib.contextmanager
+def demo_runner(tmp_path, config: str, cfg_options: dict, adapt=None):
+    """MMEngine's runner for ``configs/demo/<config>`` built the way
+    tools/train.py builds it, with no validation during training (the
+    tests evaluate themselves), in the repo directory (the configs' data
+    paths are relative to it) and with one torch thread; both restored on
+    exit. ``adapt(cfg)`` edits the loaded config first."""
+    from pvt_mm.cli.runner import build_runner, load_config, prepare
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO_ROOT)
+        cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo', config),
+                          cfg_options=cfg_options,
+                          work_dir=str(tmp_path / 'wd'), launcher='none')
+        cfg.train_cfg.val_interval = 10 ** 6
+        if adapt is not None:
+            adapt(cfg)
+        prepare(cfg, splits=('train', 'val'))
+        yield build_runner(cfg)
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
 
 
 def load_tool(name: str):

@@ -176,6 +176,21 @@ def run_worker(script: str, kind: str, spec: dict, timeout: float,
     return None
 
 
+def time_calls(step, warmup: int, repeats: int):
+    """``(wall seconds, process CPU seconds)`` of each of ``repeats`` calls
+    of ``step()`` after ``warmup`` untimed ones (the timing loop of both
+    benchmark scripts; ``step`` synchronises CUDA itself)."""
+    import time
+    times, cpu = [], []
+    for i in range(warmup + repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return times, cpu
+
+
 def call_in_process(fn, spec: dict) -> Optional[dict]:
     """``fn(spec)`` in this interpreter, the in-process counterpart of
     :func:`run_worker` (``--in-process`` of the benchmark scripts): no

@@ -4,13 +4,11 @@ real config with PVTv2-B0 from scratch and the demo data) is evaluated
 untrained, trained on the generated demo data, and evaluated again; the
 trained box mAP / mIoU must be clearly above the untrained one.
 ``slow``: a few minutes per family on 2 CPU cores (``make test-slow``)."""
-import os
 import os.path as osp
 
 import pytest
-import torch
 
-from conftest import REPO_ROOT
+from conftest import demo_runner
 
 
 
@@ -69,27 +67,10 @@ def test_trans2seg_learns(tmp_path, demo_data):
 
 def train_and_evaluate(tmp_path, config, data_root, metric, adapt=None):
     """``metric`` of the demo config's model untrained and after its
-    schedule, both on the demo validation split (one thread, repo cwd)."""
-    from pvt_mm.cli.runner import build_runner, load_config, prepare
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cwd = os.getcwd()
-    try:
-        os.chdir(REPO_ROOT)
-        cfg = load_config(
-            osp.join(REPO_ROOT, 'configs', 'demo', config),
-            cfg_options={'data_root': data_root},
-            work_dir=str(tmp_path / 'wd'), launcher='none')
-        length = cfg.train_cfg.get('max_epochs') or cfg.train_cfg.max_iters
-        cfg.train_cfg.val_interval = length + 1  # evaluated below only
-        if adapt is not None:
-            adapt(cfg)
-        prepare(cfg, splits=('train', 'val'))
-        runner = build_runner(cfg)
+    schedule, both on the demo validation split."""
+    with demo_runner(tmp_path, config, {'data_root': data_root},
+                     adapt) as runner:
         runner.model.init_weights()
         before = runner.val()[metric]
         runner.train()
         return before, runner.val()[metric]
-    finally:
-        os.chdir(cwd)
-        torch.set_num_threads(threads)

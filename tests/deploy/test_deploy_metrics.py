@@ -3,13 +3,12 @@ export in ONNX Runtime: COCO box mAP (RetinaNet + PVTv2-B0) and mIoU
 (Semantic FPN + PVTv2-B0) agree to three decimals. The models are briefly
 trained on generated data first, so the metrics are not those of an
 untrained model. ``slow``: about two minutes on 2 CPU cores."""
-import os
 import os.path as osp
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import demo_runner
 
 pytest.importorskip('onnxruntime')
 
@@ -38,31 +37,18 @@ def evaluate(model, dataloader, evaluator) -> dict:
 ])
 def test_demo_metrics_same_in_onnx_runtime(tmp_path, demo_data, config, sub,
                                            options, metric):
-    from pvt_mm.cli.runner import build_runner, load_config, prepare
     from pvt_mm.deploy import ORTModel, export_onnx
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cwd = os.getcwd()
-    try:
-        os.chdir(REPO_ROOT)
-        cfg = load_config(
-            osp.join(REPO_ROOT, 'configs', 'demo', config),
-            {'data_root': osp.join(demo_data, sub), **options},
-            work_dir=str(tmp_path / 'wd'), launcher='none')
-        cfg.train_cfg.val_interval = 10 ** 6
-        prepare(cfg, splits=('train', 'val'))
-        runner = build_runner(cfg)
+    with demo_runner(tmp_path, config,
+                     {'data_root': osp.join(demo_data, sub), **options}
+                     ) as runner:
         runner.train()
         model = runner.model.eval()
-        model.cfg = cfg
+        model.cfg = runner.cfg
         evaluator = runner.val_loop.evaluator
         ours = evaluate(model, runner.val_dataloader, evaluator)[metric]
         path = str(tmp_path / 'model.onnx')
         export_onnx(model, path, shape=(128, 128))
         ort = evaluate(ORTModel(path, model), runner.val_dataloader,
                        evaluator)[metric]
-    finally:
-        os.chdir(cwd)
-        torch.set_num_threads(threads)
     assert ours > 0.01, f'{metric} {ours}: the model did not learn at all'
     assert round(ours, 3) == round(ort, 3), (ours, ort)
