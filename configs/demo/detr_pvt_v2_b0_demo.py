@@ -6,9 +6,9 @@
 # What it shows in CPU minutes (docs/model_zoo.md, "The other detector
 # families"): DETR fits its training scenes (the slow test trains it on 16
 # generated scenes and evaluates on them: box mAP 0.000 -> 0.90 in 240
-# iterations); on the held-out split it stays near 0 (at most 0.009 box mAP
-# in every measured variant, up to 40 epochs), as DETR from scratch needs
-# far longer schedules.
+# iterations); on the held-out split it stays near 0 (at most 0.018 box mAP
+# in every measured variant, up to 100 epochs), as DETR needs far more data
+# and schedule than a CPU demo has.
 # Dropout 0 (DETR's is 0.1): with 0.1, a fixed batch of 8 scenes still had
 # a classification loss of 0.67 after 150 steps; without, 0.13 after 75.
 _base_ = ['../detr_pvt_v1_small_coco_50e.py', '../_base_/demo/coco_demo.py']
