@@ -254,12 +254,9 @@ def spawn(kind: str, spec: dict, timeout: float,
           in_process: bool = False) -> Optional[dict]:
     """Run one worker in a fresh interpreter (or, with ``in_process``, in
     this one); ``None`` (and a note) on error."""
-    from pvt_mm.cli.analysis import call_in_process, run_worker
-    if in_process:
-        os.environ['TRANSFORMERS_VERBOSITY'] = 'error'
-        return call_in_process(WORKERS[kind], spec)
-    return run_worker(__file__, kind, spec, timeout, cwd=REPO,
-                      TRANSFORMERS_VERBOSITY='error')
+    from pvt_mm.cli.analysis import dispatch_worker
+    return dispatch_worker(__file__, WORKERS, kind, spec, timeout, in_process,
+                           cwd=REPO, TRANSFORMERS_VERBOSITY='error')
 
 
 def plan(args) -> List[dict]:
@@ -440,9 +437,8 @@ def parse_args(argv=None):
     if args.compile and args.warmup < 1:
         p.error('--compile needs --warmup >= 1 (the first call compiles)')
     if args.in_process and args.device != 'cuda':
-        p.error('--in-process needs --device cuda: on the CPU the peak '
-                'memory is the process\'s, so every cell needs its own '
-                'process')
+        from pvt_mm.cli.analysis import IN_PROCESS_NEEDS_CUDA
+        p.error(IN_PROCESS_NEEDS_CUDA)
     if args.repeats < 1 or args.warmup < 0 or args.rounds < 1:
         p.error('--repeats and --rounds must be >= 1, --warmup >= 0')
     return args

@@ -190,10 +190,9 @@ def spawn(kind: str, spec: dict, timeout: float,
           in_process: bool = False) -> Optional[dict]:
     """Run one worker in a fresh interpreter (or, with ``in_process``, in
     this one); ``None`` (and a note) on error."""
-    from pvt_mm.cli.analysis import call_in_process, run_worker
-    if in_process:
-        return call_in_process(WORKERS[kind], spec)
-    return run_worker(__file__, kind, spec, timeout, cwd=REPO)
+    from pvt_mm.cli.analysis import dispatch_worker
+    return dispatch_worker(__file__, WORKERS, kind, spec, timeout, in_process,
+                           cwd=REPO)
 
 
 def markdown(results: List[dict]) -> str:
@@ -252,9 +251,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.in_process and args.device != 'cuda':
-        raise SystemExit('--in-process needs --device cuda: on the CPU the '
-                         'peak memory is the process\'s, so every cell needs '
-                         'its own process')
+        from pvt_mm.cli.analysis import IN_PROCESS_NEEDS_CUDA
+        raise SystemExit(IN_PROCESS_NEEDS_CUDA)
     if args.worker:
         kind, spec = args.worker
         print('RESULT ' + json.dumps(WORKERS[kind](json.loads(spec))))

@@ -191,6 +191,24 @@ def time_calls(step, warmup: int, repeats: int):
     return times, cpu
 
 
+#: Why ``--in-process`` (both benchmark scripts) is refused off CUDA.
+IN_PROCESS_NEEDS_CUDA = (
+    "--in-process needs --device cuda: on the CPU the peak memory is the "
+    "process's, so every cell needs its own process")
+
+
+def dispatch_worker(script: str, workers: dict, kind: str, spec: dict,
+                    timeout: float, in_process: bool = False,
+                    cwd: Optional[str] = None, **env) -> Optional[dict]:
+    """One benchmark cell: :func:`run_worker` (a fresh interpreter running
+    ``script``), or with ``in_process`` :func:`call_in_process` of
+    ``workers[kind]`` here, with ``env`` set in this process instead."""
+    if in_process:
+        os.environ.update(env)
+        return call_in_process(workers[kind], spec)
+    return run_worker(script, kind, spec, timeout, cwd=cwd, **env)
+
+
 def call_in_process(fn, spec: dict) -> Optional[dict]:
     """``fn(spec)`` in this interpreter, the in-process counterpart of
     :func:`run_worker` (``--in-process`` of the benchmark scripts): no
