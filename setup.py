@@ -1,28 +1,31 @@
 """pvt_mm: PVTv1 / PVTv2 / CvT backbones for MMDetection, MMSegmentation and
 MMPretrain. See README.md for the one-command setup (tools/setup_env.sh)."""
 import re
+import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
-PTH = 'pvt_mm_config.pth'
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import pvt_mm_config_hook  # noqa: E402  (stdlib only; the .pth's one line)
 
 
 class BuildWithPth(build_py):
     """Also put pvt_mm_config.pth at the wheel root: it lets MMEngine resolve
-    ``pvt_mm::`` base configs before anything imports pvt_mm."""
+    ``pkg::`` base configs before anything imports pvt_mm
+    (pvt_mm_config_hook.py, docs/process_wide_changes.md)."""
 
     def run(self):
         super().run()
-        self.copy_file(str(HERE / PTH), str(Path(self.build_lib) / PTH),
-                       preserve_mode=0)
+        pth = Path(self.build_lib) / pvt_mm_config_hook.PTH_NAME
+        pth.write_text(pvt_mm_config_hook.PTH_LINE)
 
     def get_outputs(self, include_bytecode=1):
         return super().get_outputs(include_bytecode) + [
-            str(Path(self.build_lib) / PTH)]
+            str(Path(self.build_lib) / pvt_mm_config_hook.PTH_NAME)]
 
-HERE = Path(__file__).parent
 
 
 def requirements(name):
@@ -45,18 +48,20 @@ setup(
     py_modules=['pvt_mm_config_hook'],
     cmdclass={'build_py': BuildWithPth},
     # configs ship inside the package (pvt_mm/.mim/configs) so that
-    # `pvt_mm::path/to/config.py` base configs resolve after `pip install`.
+    # `pvt_mm::path/to/config.py` base configs resolve after `pip install`;
+    # the docs that error messages and the README name, in pvt_mm/.mim/docs.
     include_package_data=True,
-    package_data={'pvt_mm': ['.mim/configs/**/*.py', '.mim/configs/*.py']},
+    package_data={'pvt_mm': ['.mim/configs/**/*.py', '.mim/configs/*.py',
+                             '.mim/docs/*.md']},
     install_requires=['torch>=2.1', 'mmengine>=0.10.4,<0.11',
                       'mmcv>=2.0.0,<2.2.0', 'numpy'],
     extras_require={
         'det': ['mmdet==3.3.0', 'pycocotools'],
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],
         'cls': ['mmpretrain==1.2.0'],
-        # ONNX export and the ONNX Runtime runner (pvt_mm.deploy,
-        # docs/deployment.md: why not MMDeploy)
-        'deploy': ['onnx', 'onnxruntime'],
+        # ONNX export and the ONNX Runtime runner (pvt_mm.deploy, which
+        # imports mmdet; docs/deployment.md: why not MMDeploy)
+        'deploy': ['onnx', 'onnxruntime', 'mmdet==3.3.0', 'pycocotools'],
         'tests': requirements('tests'),
     },
     zip_safe=False,

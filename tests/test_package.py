@@ -100,3 +100,126 @@ def test_process_wide_changes_have_off_switches(off):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == (['False', 'False'] if off else
                                   ['True', 'True'])
+
+
+# Setuptools >= 82 ships no pkg_resources; a fresh environment gets it (torch
+# depends on setuptools). This finder makes the interpreter look like one.
+NO_PKG_RESOURCES = '''
+import sys
+class _NoPkgResources:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition('.')[0] == 'pkg_resources':
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _NoPkgResources())
+'''
+
+
+@pytest.mark.parametrize('hook', ['on', 'off'])
+def test_pkg_bases_resolve_without_pkg_resources(tmp_path, hook):
+    """``pvt_mm::``, ``mmdet::``, ``mmseg::`` and ``mmpretrain::`` bases
+    resolve in an interpreter without pkg_resources, and nothing imports
+    it; with the hook off (negative control) MMEngine 0.10 fails there."""
+    bases = {'mmdet': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+             'mmseg': 'mmseg::_base_/models/fpn_r50.py',
+             'mmpretrain': 'mmpretrain::_base_/models/resnet18.py',
+             'ours': 'pvt_mm::retinanet_pvt_v2_b0_coco.py'}
+    for name, base in bases.items():
+        # (not mmdet.py: the folder is on sys.path, and would shadow mmdet)
+        (tmp_path / f'{name}_cfg.py').write_text(f'_base_ = {base!r}\n')
+    env = dict(os.environ, PVT_MM_CONFIG_HOOK='1' if hook == 'on' else '0')
+    code = NO_PKG_RESOURCES + textwrap.dedent(f'''
+        from mmengine.config import Config
+        for name in {list(bases)!r}:
+            m = Config.fromfile(name + '_cfg.py').model
+            print(name, m.type, m.backbone.type)
+        print('pkg_resources' in sys.modules)
+    ''')
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd=str(tmp_path), env=env)
+    if hook == 'off':
+        assert res.returncode != 0
+        assert "No module named 'pkg_resources'" in res.stderr
+        return
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        'mmdet RetinaNet ResNet', 'mmseg EncoderDecoder ResNetV1c',
+        'mmpretrain ImageClassifier ResNet', 'ours RetinaNet pvt_mm.PVTv2',
+        'False']
+
+
+def test_package_lookups_answer_as_mmengines():
+    """The hook's look-ups give MMEngine's pkg_resources-based answers where
+    pkg_resources exists (this venv), for distribution and module names,
+    and a clear error for a package that is not installed."""
+    code = textwrap.dedent('''
+        import json, warnings
+        warnings.simplefilter('ignore')
+        from mmengine.utils import package_utils as mm
+        import pvt_mm_config_hook as ours
+        out = []
+        for pkg in ('mmdet', 'mmsegmentation', 'mmpretrain', 'mmcv',
+                    'mmengine', 'torch', 'no_such_package_xyz'):
+            row = [pkg]
+            for impl in (mm, ours):
+                row.append(impl.is_installed(pkg))
+                try:
+                    row.append(impl.get_installed_path(pkg))
+                except Exception as e:
+                    row.append(type(e).__name__ + ': ' + str(e))
+                try:
+                    row.append(impl.package2module(pkg))
+                except Exception as e:
+                    row.append(type(e).__name__)
+            out.append(row)
+        print(json.dumps(out))
+    ''')
+    env = dict(os.environ, PVT_MM_CONFIG_HOOK='0')  # MMEngine's own intact
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd='/', env=env)
+    assert res.returncode == 0, res.stderr
+    import json
+    rows = json.loads(res.stdout.splitlines()[-1])
+    for pkg, *answers in rows[:-1]:
+        assert answers[:3] == answers[3:], (pkg, answers)
+    assert rows[1][2].endswith('/mmseg') and rows[1][3] == 'mmseg'
+    pkg, mm_inst, mm_path, _, inst, path, _ = rows[-1]
+    assert (mm_inst, inst) == (False, False)
+    assert path.startswith('PackageNotFoundError') and \
+        'pip install no_such_package_xyz' in path
+
+
+def test_editable_install_resolves_to_the_checkout():
+    """MMEngine's resolver joins the distribution's location with the
+    package name, which for an editable install is not where the code is;
+    the hook's answers the directory Python imports it from."""
+    import pvt_mm
+    import pvt_mm_config_hook as hook
+    assert hook.get_installed_path('pvt_mm') == os.path.dirname(
+        pvt_mm.__file__)
+    assert hook.package2module('pvt_mm') == 'pvt_mm'
+
+
+def test_hook_rebinds_lookups_imported_before_it():
+    """A process that imported mmengine before pvt_mm (no .pth file, e.g.
+    a checkout on PYTHONPATH) gets the look-ups rebound where MMEngine bound
+    them by name."""
+    code = textwrap.dedent('''
+        import mmengine.config.config as cc, mmengine.utils as mu
+        import mmengine.utils.package_utils as pu
+        before = cc.get_installed_path
+        import pvt_mm, pvt_mm_config_hook as hook
+        for mod in (cc, mu, pu):
+            assert mod.get_installed_path is hook.get_installed_path, mod
+            assert mod.is_installed is hook.is_installed, mod
+        assert before is not hook.get_installed_path
+        print('ok')
+    ''')
+    env = dict(os.environ, PVT_MM_CONFIG_HOOK='1')
+    # -S: no site-packages .pth, so the hook is applied by `import pvt_mm`
+    # only; site-packages then comes back through PYTHONPATH.
+    import site
+    env['PYTHONPATH'] = os.pathsep.join([REPO_ROOT, *site.getsitepackages()])
+    res = subprocess.run([sys.executable, '-S', '-c', code],
+                         capture_output=True, text=True, cwd='/', env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == 'ok'
