@@ -8,12 +8,14 @@ mmcv only (never mmdet, mmseg or mmpretrain).
 """
 import pvt_mm_config_hook
 
+from .losses import FP32FocalLoss  # registers it (mmdet only when built)
 from .models import CvT, PVTv1, PVTv2  # registers them
 from .registry import MODELS
 from .swap import swap_backbone
 from .version import __version__
 
-__all__ = ['MODELS', 'PVTv1', 'PVTv2', 'CvT', 'swap_backbone', '__version__']
+__all__ = ['MODELS', 'PVTv1', 'PVTv2', 'CvT', 'FP32FocalLoss', 'swap_backbone',
+           '__version__']
 
 # Normally already done at interpreter start-up by pvt_mm_config.pth; this
 # covers interpreters without it (e.g. a source checkout on PYTHONPATH).

@@ -49,10 +49,13 @@ def uv() -> str:
 
 
 def mmcv_wheel() -> str:
-    """The mmcv 2.1.0 wheel with ops that tools/setup_env.sh built for this
-    torch and Python (its cache), or PVT_MM_WHEEL_CACHE's."""
+    """The mmcv 2.1.0 wheel with ops that tools/setup_env.sh built and
+    installed here (its cache key is recorded in the venv; CPU ops: torch and
+    Python), or PVT_MM_WHEEL_CACHE's."""
     import torch
-    key = (f'torch{torch.__version__}-'
+    recorded = osp.join(sys.prefix, '.pvt_mm_mmcv_key')
+    key = (open(recorded).read().strip() if osp.isfile(recorded) else
+           f'torch{torch.__version__}-'
            f'py{sys.version_info[0]}{sys.version_info[1]}')
     cache = os.environ.get('PVT_MM_WHEEL_CACHE') or osp.join(
         os.environ.get('XDG_CACHE_HOME') or osp.expanduser('~/.cache'),

@@ -145,6 +145,38 @@ def test_amp_switch_of_train_and_demo(monkeypatch):
     assert load_tool('misc/demo').parse_args(['--amp']).amp
 
 
+def test_demo_trains_on_the_gpu_with_amp_when_there_is_one(monkeypatch):
+    """``make demo``: CUDA + AMP when torch sees a GPU (``--no-amp``: fp32
+    there; ``--cpu``: the CPU in fp32, the GPU hidden before torch looks);
+    without a GPU the CPU in fp32, and ``--amp`` is a clear error."""
+    import torch
+    demo = load_tool('misc/demo')
+
+    def run(*argv):
+        cfg, device, amp = demo.demo_config(demo.parse_args(list(argv)))
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        assert (wrapper == 'AmpOptimWrapper') == amp
+        return device, amp
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert run() == ('cuda', True)
+    assert run('--amp') == ('cuda', True)
+    assert run('--no-amp') == ('cuda', False)
+    assert run('--cpu') == ('cpu', False)
+    with pytest.raises(SystemExit, match='--cpu hides'):
+        run('--cpu', '--amp')
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')
+    demo.hide_gpu_if_asked(demo.parse_args([]))
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == '0'
+    demo.hide_gpu_if_asked(demo.parse_args(['--cpu']))
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == ''
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert run() == ('cpu', False)
+    with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+        run('--amp')
+
+
 def test_cli_argument_errors(tmp_path):
     test_tool = load_tool('test')
     train_tool = load_tool('train')

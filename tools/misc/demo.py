@@ -11,6 +11,10 @@ COCO metrics, before and after training.
    few validation images (demo_predictions.jpg) and the training curve,
    loss and box mAP per epoch (demo_training_curve.png).
 
+With a CUDA GPU it trains there with automatic mixed precision (fp16,
+MMEngine's AmpOptimWrapper; ``--no-amp`` for fp32 on the GPU, ``--cpu`` to
+train on the CPU anyway); without one, on the CPU in fp32.
+
 Work dir: work_dirs/demo (checkpoints, logs, demo_metrics.json, the two
 pictures). The same run step by step::
 
@@ -27,8 +31,8 @@ import os
 import os.path as osp
 import time
 
-from pvt_mm.cli import build_runner, load_config, prepare, use_amp
-from pvt_mm.datasets.demo_data import demo_data_ready, make_demo_data
+# torch, MMEngine and pvt_mm are imported in main(), after --cpu has hidden
+# the GPU: MMEngine picks its device once, when it is first imported.
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -44,9 +48,14 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--epochs', type=int,
                         help='training epochs (default: the config\'s)')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision, as tools/train.py '
-                        '--amp (needs a GPU)')
+    parser.add_argument('--cpu', action='store_true',
+                        help='train on the CPU in fp32 even if a CUDA GPU is '
+                        'present (hides it: CUDA_VISIBLE_DEVICES=)')
+    parser.add_argument('--amp', action=argparse.BooleanOptionalAction,
+                        help='automatic mixed precision (fp16), as '
+                        'tools/train.py --amp (default: on when training on '
+                        'a CUDA GPU, off on the CPU; --amp without a GPU is '
+                        'an error)')
     parser.add_argument(
         '--threads', type=int, default=1,
         help='torch CPU threads (default 1: the data loader works in a '
@@ -60,23 +69,52 @@ def coco_metrics(metrics: dict) -> dict:
             if k.split('/')[-1] in SHOWN}
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    start = time.time()
+def hide_gpu_if_asked(args) -> None:
+    """``--cpu``: hide the GPUs before torch / MMEngine look for them."""
+    if args.cpu:
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+
+
+def demo_config(args):
+    """The demo config with the command line applied; on a CUDA GPU (and
+    not ``--cpu``) with AMP unless ``--no-amp``. Returns ``(cfg, device,
+    amp)``."""
     import torch
-    torch.set_num_threads(args.threads)
-    os.chdir(REPO)  # the config's data paths are relative to the repo
-    if not demo_data_ready(args.data):
-        print(f'[demo] generating demo data in {args.data} ...')
-        make_demo_data(args.data)
+
+    from pvt_mm.cli import load_config, use_amp
+    if args.cpu and args.amp:
+        raise SystemExit('--amp needs the CUDA GPU that --cpu hides; drop '
+                         'one of them')
+    device = 'cuda' if not args.cpu and torch.cuda.is_available() else 'cpu'
+    amp = (device == 'cuda') if args.amp is None else args.amp
     options = {}
     if args.data != 'data/demo':
         options['data_root'] = osp.join(args.data, 'coco') + '/'
     if args.epochs:
         options['train_cfg.max_epochs'] = args.epochs
     cfg = load_config(CONFIG, options, work_dir=args.work_dir, launcher='none')
-    if args.amp:
-        use_amp(cfg)
+    if amp:
+        use_amp(cfg)  # a clear error without CUDA
+    return cfg, device, amp
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    hide_gpu_if_asked(args)
+    import torch
+
+    from pvt_mm.cli import build_runner, prepare
+    from pvt_mm.datasets.demo_data import demo_data_ready, make_demo_data
+    torch.set_num_threads(args.threads)
+    os.chdir(REPO)  # the config's data paths are relative to the repo
+    cfg, device, amp = demo_config(args)
+    if not demo_data_ready(args.data):
+        print(f'[demo] generating demo data in {args.data} ...')
+        make_demo_data(args.data)
+    print(f'[demo] training on {device}' + (
+        ' with mixed precision (fp16 AMP)' if amp else ' in fp32') + (
+        '' if args.cpu or device == 'cuda' else ' (no CUDA GPU found)'))
     epochs = cfg.train_cfg.max_epochs
     cfg.train_cfg.val_interval = 1  # mAP per epoch for the training curve
     prepare(cfg, splits=('train', 'val'))
@@ -104,7 +142,7 @@ def main(argv=None):
         print(f'  {key:<12} {before.get(key, float("nan")):>10.3f} '
               f'{after.get(key, float("nan")):>10.3f}')
     result = dict(untrained=before, trained=after, epochs=epochs,
-                  minutes=round(minutes, 2), amp=args.amp,
+                  minutes=round(minutes, 2), amp=amp,
                   device=str(next(runner.model.parameters()).device))
     out = osp.join(cfg.work_dir, 'demo_metrics.json')
     with open(out, 'w') as f:

@@ -7,6 +7,11 @@ _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
+# mmcv 2.1's CUDA focal-loss kernel has no bf16: the same loss with its
+# inputs in fp32 under autocast (pvt_mm/losses.py), so bf16 AMP trains too
+# (fp32 runs are unchanged; fp16 ones compute it in fp32, as MMDetection 2's
+# heads did for the official runs).
+model = dict(bbox_head=dict(loss_cls=dict(type='pvt_mm.FP32FocalLoss')))
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4))
 # The recipe's total batch: 8 GPUs x 2 images (`--auto-scale-lr` rescales).

@@ -8,6 +8,13 @@
 _base_ = ['mmdet::sparse_rcnn/'
           'sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.py',
           'recipe_3x_ms.py']
+# mmcv 2.1's CUDA focal-loss kernel has no bf16: the same loss with its
+# inputs in fp32 under autocast (pvt_mm/losses.py), so bf16 AMP trains too
+# (fp32 runs are unchanged; fp16 ones compute it in fp32, as MMDetection 2's
+# heads did for the official runs).
+model = dict(roi_head=dict(bbox_head=[
+    dict(stage, loss_cls=dict(stage.loss_cls, type='pvt_mm.FP32FocalLoss'))
+    for stage in _base_.model.roi_head.bbox_head]))
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2.5e-5, weight_decay=1e-4),
