@@ -363,22 +363,16 @@ def plot(rows: List[dict], path: str, note: str = '') -> None:
 def write_docs(table: str, meta: dict, doc: str = DOC) -> None:
     """Replace the run's generated block of docs/benchmarks.md (see
     :func:`doc_targets`) with ``table``."""
+    from pvt_mm.cli.analysis import replace_doc_block
     begin, end, _ = doc_targets(meta)
-    with open(doc) as f:
-        text = f.read()
-    if begin not in text or end not in text:
-        raise SystemExit(f'{doc} has no {begin} ... {end} block to '
-                         f'fill; add the two markers where the table goes')
     compiled = ', torch.compile' if meta.get('compile') else ''
-    block = (f"{begin}\nMeasured {meta['date']} on {meta['machine']}, "
-             f"{meta['threads']} threads, {meta['device']} {meta['dtype']}"
-             f"{compiled}, batch 1, {meta['repeats']} timed runs after "
-             f"{meta['warmup']} warm-up; matmul peak "
-             f"{meta['matmul_gflops']:.0f} GFLOP/s.\n\n"
-             f"{table}{end}")
-    head, rest = text.split(begin, 1)
-    with open(doc, 'w') as f:
-        f.write(head + block + rest.split(end, 1)[1])
+    replace_doc_block(
+        doc, begin, end,
+        f"Measured {meta['date']} on {meta['machine']}, "
+        f"{meta['threads']} threads, {meta['device']} {meta['dtype']}"
+        f"{compiled}, batch 1, {meta['repeats']} timed runs after "
+        f"{meta['warmup']} warm-up; matmul peak "
+        f"{meta['matmul_gflops']:.0f} GFLOP/s.\n\n{table}")
 
 
 def parse_args(argv=None):

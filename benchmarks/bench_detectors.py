@@ -29,8 +29,27 @@ on CUDA. Each cell runs in a fresh interpreter (as
 benchmarks/bench_backbones.py does; ``--in-process`` on CUDA runs them all in
 one); the ONNX file is exported once, in its own process, before the ORT
 cells.
+
+``--train-step`` (issue 20) is the training step users run, like for like:
+RetinaNet, Mask R-CNN (2 images of 800x1333) and Semantic FPN (4 crops of
+512x512), the recipes' batch per GPU, each with our PVTv2-B2
+(configs/*_pvt_v2_b2_*), MMDetection's built-in ``PyramidVisionTransformerV2``
+(``mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py``; elsewhere our config with
+that backbone) and timm's ``pvt_v2_b2`` (MMPretrain's ``TIMMBackbone``), the
+same drop-path rate (0.1) and the recipe's optimizer built by MMEngine
+(``AmpOptimWrapper`` for fp16 / bf16 AMP); ``model.train_step`` timed in
+one process, round-robin over the implementations; images/s, spread over
+the rounds and each implementation's own peak memory, one JSON line per
+cell::
+
+    python benchmarks/bench_detectors.py --train-step --device cuda \
+        --json benchmarks/results/train_step_cuda.jsonl
+    python benchmarks/bench_detectors.py --train-step --from-json RUN.jsonl \
+        --write-docs                                       # the doc table
+    python benchmarks/bench_detectors.py --train-step --quick   # CPU smoke
 """
 import argparse
+import copy
 import json
 import os
 import platform
@@ -41,6 +60,7 @@ import time
 from typing import Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC = os.path.join(REPO, 'docs', 'benchmarks.md')
 
 MODELS = {
     'retinanet_b2': dict(
@@ -72,11 +92,10 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def build(config: str, device: str):
-    """The config's model with random weights (no pretrained download)."""
+def bench_config(config: str):
+    """The config (a file under the repo or an ``mmdet::`` name) with its
+    pretrained weights switched off (speed does not depend on them)."""
     from mmengine.config import Config
-
-    from pvt_mm.deploy import load_model
     if '::' in config:  # a config shipped inside mmdet
         from mmengine.hub import get_config
         cfg = get_config(config)
@@ -86,6 +105,14 @@ def build(config: str, device: str):
         cfg.model.backbone.init_cfg = None
     if cfg.model.get('pretrained'):
         cfg.model.pretrained = None
+    return cfg
+
+
+def build(config, device: str):
+    """The model of ``config`` (a name for :func:`bench_config`, or a
+    loaded ``Config``) with random weights."""
+    from pvt_mm.deploy import load_model
+    cfg = bench_config(config) if isinstance(config, str) else config
     return load_model(cfg, device=device)
 
 
@@ -215,11 +242,402 @@ def markdown(results: List[dict]) -> str:
     return '\n'.join(lines)
 
 
+# ------------------------------------------ like-for-like training step
+# (issue 20): ours, MMDetection's built-in PVTv2 and timm's pvt_v2_b2 in the
+# same detector / segmentor, trained with the recipe's optimizer at the
+# recipe's batch per GPU, interleaved round-robin in one process.
+
+#: model -> our config, its task scope, the recipe's input size, and the
+#: config MMDetection ships for it with its built-in PVTv2 (if any; else
+#: ours with the backbone replaced by :data:`PEER_BACKBONES`' ``mmdet``)
+TRAIN_STEP_MODELS = {
+    'retinanet_b2': dict(
+        config='configs/retinanet_pvt_v2_b2_coco.py', scope='mmdet',
+        size='800x1333',
+        mmdet_config='mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py'),
+    'mask_rcnn_b2': dict(
+        config='configs/mask_rcnn_pvt_v2_b2_coco.py', scope='mmdet',
+        size='800x1333'),
+    'sem_fpn_b2': dict(
+        config='configs/sem_fpn_pvt_v2_b2_ade20k_40k.py', scope='mmseg',
+        size='512x512'),
+}
+#: The peers' PVTv2 as a backbone config (in any scope): mmdet's
+#: ``PyramidVisionTransformerV2`` (B2: the settings of
+#: mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py), and timm's ``pvt_v2_*``
+#: through MMPretrain's ``TIMMBackbone`` (features of all four stages).
+PEER_BACKBONES = {
+    'mmdet': dict(type='mmdet.PyramidVisionTransformerV2'),
+    'timm': dict(type='mmpretrain.TIMMBackbone', features_only=True,
+                 out_indices=(0, 1, 2, 3)),
+}
+#: --arch -> each implementation's settings and the backbone's channels.
+#: The recipes are B2; B0 only makes ``--quick`` fast enough for a test.
+ARCHES = {
+    'b2': dict(ours=dict(arch='b2'),
+               mmdet=dict(embed_dims=64, num_layers=[3, 4, 6, 3]),
+               timm=dict(model_name='pvt_v2_b2'),
+               channels=[64, 128, 320, 512]),
+    'b0': dict(ours=dict(arch='b0'),
+               mmdet=dict(embed_dims=32, num_layers=[2, 2, 2, 2]),
+               timm=dict(model_name='pvt_v2_b0'), channels=[32, 64, 160, 256]),
+}
+#: modules that register each implementation's backbone
+PEER_IMPORTS = {'ours': 'pvt_mm', 'mmdet': 'mmdet.models',
+                'timm': 'mmpretrain.models'}
+TRAIN_IMPLS = ('ours', 'mmdet', 'timm')
+#: precision -> (AmpOptimWrapper dtype, or None: OptimWrapper in fp32; TF32
+#: for matmuls and cuDNN, set together for every implementation)
+PRECISIONS = {'fp16': ('float16', False), 'bf16': ('bfloat16', False),
+              'fp32-tf32': (None, True), 'fp32': (None, False)}
+TRAIN_DOC_BEGIN = '<!-- train-step-table:begin -->'
+TRAIN_DOC_END = '<!-- train-step-table:end -->'
+
+
+def train_step_config(model: str, impl: str, arch: str = 'b2'):
+    """``(cfg, ours)``: the config of ``impl`` in ``model`` and our own
+    recipe config (whose optimizer, batch and drop-path rate all
+    implementations use), both without pretrained weights. ``arch`` other
+    than the recipes' b2 changes the backbones and the neck's inputs."""
+    import importlib
+    info = TRAIN_STEP_MODELS[model]
+    ours = bench_config(info['config'])
+    if impl == 'ours':
+        cfg = copy.deepcopy(ours)
+    elif impl == 'mmdet' and info.get('mmdet_config'):
+        cfg = bench_config(info['mmdet_config'])
+        # the same detector around the backbone: where mmdet's config
+        # differs from ours (e.g. our RetinaNet's fp32 focal loss), ours
+        cfg.aligned_with_ours = align_model(cfg.model, ours.model)
+    else:
+        cfg = copy.deepcopy(ours)
+        cfg.model.backbone = dict(PEER_BACKBONES[impl], **ARCHES['b2'][impl])
+    if arch != 'b2':
+        cfg.model.backbone.update(ARCHES[arch][impl])
+        cfg.model.neck.in_channels = ARCHES[arch]['channels']
+    importlib.import_module(PEER_IMPORTS[impl])
+    cfg.model.backbone.drop_path_rate = ours.model.backbone.drop_path_rate
+    return cfg, ours
+
+
+def align_model(model: dict, ref: dict, path: str = '') -> List[str]:
+    """Set every setting of the ``model`` config that differs from
+    ``ref`` outside the backbone (and the scope) to ``ref``'s; the dotted
+    paths that changed."""
+    changed = []
+    for key in sorted(set(model) | set(ref)):
+        if (not path and key == 'backbone') or key == '_scope_':
+            continue
+        mine, theirs = model.get(key), ref.get(key)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            changed += align_model(mine, theirs, f'{path}{key}.')
+        elif mine != theirs:
+            model[key] = copy.deepcopy(theirs)
+            changed.append(f'{path}{key}')
+    return changed
+
+
+def _resident_bytes(model, optim_wrapper, device: str) -> int:
+    """Bytes this model keeps on ``device`` between steps: parameters,
+    buffers, gradients, optimizer state."""
+    import torch
+    tensors = list(model.parameters()) + list(model.buffers())
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
+    for state in optim_wrapper.optimizer.state.values():
+        tensors += [v for v in state.values() if torch.is_tensor(v)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for t in tensors if t.device.type == device}
+    return sum(storages.values())
+
+
+def _spread(values: List[float]) -> dict:
+    """Median, quartiles and range of per-round step times."""
+    q1, _, q3 = (statistics.quantiles(values, n=4, method='inclusive')
+                 if len(values) > 1 else values * 3)
+    return dict(median_s=statistics.median(values), q1_s=q1, q3_s=q3,
+                min_s=min(values), max_s=max(values))
+
+
+class TrainStepCell:
+    """One implementation of one model at one precision: the model, its
+    optimizer wrapper (built from the recipe's ``optim_wrapper`` by MMEngine)
+    and the measurements of its timed steps."""
+
+    def __init__(self, impl: str, model, ours_cfg, precision: str,
+                 device: str, common: dict):
+        from mmengine.optim import build_optim_wrapper
+
+        from pvt_mm.cli import use_amp
+        self.impl, self.model, self.device = impl, model, device
+        self.common = common  # what the cell's record starts with
+        amp_dtype, _ = PRECISIONS[precision]
+        cfg = copy.deepcopy(ours_cfg)
+        if amp_dtype:  # what tools/train.py --amp does, plus the dtype
+            use_amp(cfg)
+            cfg.optim_wrapper.dtype = amp_dtype
+        self.optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        self.optim_cfg = cfg.optim_wrapper.to_dict()
+        self.rounds, self.peaks, self.raw_peaks = [], [], []
+        self.loss, self.error, self.skipped = None, None, 0
+
+    def step(self, data) -> None:
+        import torch
+        log_vars = self.model.train_step(data, self.optim_wrapper)
+        self.loss = log_vars['loss'].item()
+        if self.device == 'cuda':
+            torch.cuda.synchronize()
+
+    def timed(self, data, steps: int) -> None:
+        """``steps`` timed steps in this cell's own peak-memory window."""
+        import torch
+        from pvt_mm.cli.analysis import time_calls
+        cuda = self.device == 'cuda'
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            # what the other implementations keep on the GPU meanwhile
+            # (everything allocated but this model, its optimizer state and
+            # the batch)
+            others = (torch.cuda.memory_allocated()
+                      - _resident_bytes(self.model, self.optim_wrapper,
+                                        'cuda')
+                      - sum(t.untyped_storage().nbytes()
+                            for t in data['inputs']))
+        scaler = getattr(self.optim_wrapper, 'loss_scaler', None)
+        scale = scaler.get_scale() if scaler else None
+        times, _ = time_calls(lambda: self.step(data), 0, steps)
+        self.rounds.append(sum(times) / steps)
+        if scaler and scaler.get_scale() < scale:
+            # fp16's dynamic loss scale backed off: a timed step found
+            # inf/nan gradients and skipped the optimizer step
+            self.skipped += 1
+        if cuda:
+            raw = torch.cuda.max_memory_allocated()
+            self.raw_peaks.append(raw / 2**30)
+            self.peaks.append((raw - others) / 2**30)
+        else:
+            self.peaks.append(_peak_rss_gib())
+
+    def record(self) -> dict:
+        backbone = self.model.backbone
+        inner = getattr(backbone, 'timm_model', None)
+        r = dict(self.common, impl=self.impl,
+                 backbone=type(backbone).__name__,
+                 backbone_module=type(backbone).__module__,
+                 # timm's own model inside MMPretrain's TIMMBackbone
+                 backbone_inner=(type(inner).__module__ + '.'
+                                 + type(inner).__name__) if inner else None,
+                 params_m=sum(p.numel() for p in self.model.parameters())
+                 / 1e6,
+                 optim_wrapper=self.optim_cfg, loss=self.loss,
+                 rounds_with_skipped_step=self.skipped,
+                 round_s=self.rounds, peak_gib=max(self.peaks, default=None),
+                 peak_raw_gib=max(self.raw_peaks, default=None),
+                 error=self.error)
+        if self.rounds:
+            r.update(_spread(self.rounds))
+            r['imgs_per_s'] = self.common['batch'] / r['median_s']
+        return r
+
+
+def set_tf32(enabled: bool) -> dict:
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return dict(matmul=torch.backends.cuda.matmul.allow_tf32,
+                cudnn=torch.backends.cudnn.allow_tf32)
+
+
+def train_step_bench(args) -> List[dict]:
+    """Measure every (precision, model) group: build the implementations
+    once (kept for later precisions), give each a fresh optimizer wrapper,
+    warm up, then ``rounds`` rounds in which each implementation runs
+    ``steps`` timed steps, the order rotating every round. Each cell is
+    appended to ``args.json`` (JSON Lines) as soon as its group is done."""
+    import logging
+
+    import torch
+    from mmengine.logging import MMLogger
+
+    from pvt_mm.cli.analysis import fake_data
+    torch.set_num_threads(args.threads)
+    MMLogger.get_current_instance().setLevel(logging.ERROR)  # init logs
+    device = args.device
+    meta = dict(kind='meta', date=time.strftime('%Y-%m-%d %H:%M'),
+                device=device, machine=platform.machine(),
+                gpu=(torch.cuda.get_device_name(0) if device == 'cuda'
+                     else None),
+                torch=torch.__version__, threads=args.threads,
+                rounds=args.rounds, steps=args.steps, warmup=args.warmup,
+                cudnn_benchmark=torch.backends.cudnn.benchmark,
+                peak_memory=('torch.cuda.max_memory_allocated in each '
+                             'cell\'s window, minus what the other '
+                             'implementations keep resident'
+                             if device == 'cuda' else
+                             'the process\'s peak RSS (all cells together)'))
+    write_jsonl(args.json, meta, mode='w')
+    built: Dict[tuple, object] = {}  # (model, impl) -> the built model
+    configs: Dict[tuple, tuple] = {}
+    records = []
+    for precision in args.precisions:
+        tf32 = set_tf32(PRECISIONS[precision][1])
+        for name in args.models:
+            info = TRAIN_STEP_MODELS[name]
+            size = args.size or info['size']
+            cells, failed = [], []
+            for impl in args.impls:
+                if (name, impl) not in configs:
+                    configs[name, impl] = train_step_config(name, impl,
+                                                            args.arch)
+                cfg, ours = configs[name, impl]
+                batch = args.batch or ours.train_dataloader.batch_size
+                common = dict(kind='cell', model=name, precision=precision,
+                              tf32=tf32, size=size, batch=batch,
+                              arch=args.arch,
+                              backbone_cfg=cfg.model.backbone.to_dict(),
+                              config=info['config'] if impl != 'mmdet' or
+                              not info.get('mmdet_config')
+                              else info['mmdet_config'],
+                              drop_path_rate=cfg.model.backbone.drop_path_rate,
+                              aligned_with_ours=cfg.get('aligned_with_ours',
+                                                        []),
+                              own_optimizer=cfg.optim_wrapper.optimizer
+                              .to_dict())
+                try:
+                    if (name, impl) not in built:
+                        torch.manual_seed(0)
+                        built[name, impl] = build(cfg, device).train()
+                    cells.append(TrainStepCell(impl, built[name, impl], ours,
+                                               precision, device, common))
+                except Exception as e:  # noqa: BLE001 (a cell may fail)
+                    failed.append(dict(common, impl=impl,
+                                       error=f'{type(e).__name__}: {e}'))
+            data = fake_data(info['scope'], parse_size(size), batch, device,
+                             with_gt=True)
+            print(f'[train-step] {name} {precision} {size} batch {batch}: '
+                  f'{", ".join(c.impl for c in cells)}', flush=True)
+            for cell in cells:
+                try:
+                    for _ in range(args.warmup):
+                        cell.step(data)
+                except Exception as e:  # noqa: BLE001
+                    cell.error = f'{type(e).__name__}: {e}'
+            live = [c for c in cells if c.error is None]
+            for r in range(args.rounds if live else 0):
+                for cell in live[r % len(live):] + live[:r % len(live)]:
+                    if cell.error is None:
+                        try:
+                            cell.timed(data, args.steps)
+                        except Exception as e:  # noqa: BLE001
+                            cell.error = f'{type(e).__name__}: {e}'
+            for rec in failed + [c.record() for c in cells]:
+                write_jsonl(args.json, rec)
+                records.append(rec)
+                print('    ' + describe_cell(rec), flush=True)
+            del cells, live, data
+            if device == 'cuda':
+                torch.cuda.empty_cache()
+    return [meta] + records
+
+
+def write_jsonl(path: str, record: dict, mode: str = 'a') -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, mode) as f:
+        f.write(json.dumps(record) + '\n')
+
+
+def read_jsonl(paths: List[str]) -> List[dict]:
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    return records
+
+
+def describe_cell(r: dict) -> str:
+    if r.get('error') or not r.get('round_s'):
+        return f'{r["impl"]:6s} failed: {r.get("error")}'
+    return (f'{r["impl"]:6s} ({r["backbone"]}) {r["imgs_per_s"]:.2f} img/s, '
+            f'step {r["median_s"]:.3f} s [{r["min_s"]:.3f}-{r["max_s"]:.3f}]'
+            f', peak {r["peak_gib"]:.2f} GiB, loss {r["loss"]:.3f}')
+
+
+#: issue 20's targets at fp16 AMP: impl -> (ours' speed-up at least, ours'
+#: peak memory at most this fraction of the impl's)
+TRAIN_TARGETS = {'mmdet': (1.15, 0.7), 'timm': (1.0, 0.7)}
+
+
+def train_step_markdown(records: List[dict]) -> str:
+    """The doc table of a train-step run (its JSON Lines records)."""
+    cells = [r for r in records if r.get('kind') == 'cell']
+    metas = [r for r in records if r.get('kind') == 'meta']
+    lines = []
+    if metas:
+        m = metas[0]
+        lines.append(
+            f"Measured {m['date']} on {m['gpu'] or m['machine']} "
+            f"({m['device']}, torch {m['torch']}), {m['rounds']} rounds x "
+            f"{m['steps']} step(s) per implementation after {m['warmup']} "
+            f"warm-up, interleaved in one process; peak memory: "
+            f"{m['peak_memory']}.\n")
+    lines += ['| model | input x batch | precision | impl (backbone) | '
+              'img/s | step s, median [IQR] (min-max) | peak GiB | '
+              'ours speed-up | ours / impl peak | target |',
+              '|---|---|---|---|---:|---|---:|---:|---:|---|']
+    key = {}
+    for r in cells:
+        if r.get('median_s'):
+            key[r['model'], r['precision'], r['impl']] = r
+    for r in cells:
+        head = (f"| {r['model']} | {r['size']} x {r['batch']} | "
+                f"{r['precision']} | {r['impl']} "
+                f"({r.get('backbone', '-')}) |")
+        if not r.get('median_s'):
+            lines.append(f"{head} failed: {r.get('error')} | | | | | |")
+            continue
+        ours = key.get((r['model'], r['precision'], 'ours'))
+        speed = mem = target = '-'
+        if ours and r['impl'] != 'ours':
+            s, m = r['median_s'] / ours['median_s'], (
+                ours['peak_gib'] / r['peak_gib'])
+            speed, mem = f'{s:.2f}x', f'{m:.2f}x'
+            goal = TRAIN_TARGETS.get(r['impl'])
+            if goal and r['precision'] == 'fp16':
+                met = s >= goal[0] and m <= goal[1]
+                target = (f">= {goal[0]}x at <= {goal[1]}x: "
+                          f"{'met' if met else 'missed'}")
+        lines.append(
+            f"{head} {r['imgs_per_s']:.2f} | {r['median_s']:.3f} "
+            f"[{r['q1_s']:.3f}-{r['q3_s']:.3f}] ({r['min_s']:.3f}-"
+            f"{r['max_s']:.3f}) | {r['peak_gib']:.2f} | {speed} | {mem} | "
+            f"{target} |")
+    return '\n'.join(lines) + '\n'
+
+
+def train_step_main(args) -> int:
+    if args.from_json:
+        records = read_jsonl(args.from_json)
+    else:
+        records = train_step_bench(args)
+    table = train_step_markdown(records)
+    print('\n' + table)
+    if args.write_docs:
+        from pvt_mm.cli.analysis import replace_doc_block
+        replace_doc_block(DOC, TRAIN_DOC_BEGIN, TRAIN_DOC_END, table)
+    # failed cells are in the table (e.g. bf16 RetinaNet: mmcv's focal
+    # loss has no bf16 kernel); fail only when nothing was measured
+    return 0 if any(r.get('median_s') for r in records) else 1
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--models', nargs='+', default=list(MODELS),
-                   choices=list(MODELS))
-    p.add_argument('--impls', nargs='+', default=['ours', 'mmdet', 'ours-ort'])
+    p.add_argument('--models', nargs='+',
+                   choices=sorted(set(MODELS) | set(TRAIN_STEP_MODELS)),
+                   help=f'default: {" ".join(MODELS)}; with --train-step '
+                   f'{" ".join(TRAIN_STEP_MODELS)}')
+    p.add_argument('--impls', nargs='+',
+                   help='default: ours mmdet ours-ort; with --train-step '
+                   f'{" ".join(TRAIN_IMPLS)}')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--dtype', default='fp32', choices=list(DTYPES),
                    help='bf16/fp16: the PyTorch cells run under '
@@ -243,9 +661,65 @@ def parse_args(argv=None):
     p.add_argument('--onnx-dir', default=os.path.join(REPO, 'work_dirs',
                                                       'bench_onnx'))
     p.add_argument('--timeout', type=float, default=1800)
-    p.add_argument('--json', help='write the results to this JSON file')
+    p.add_argument('--json', help='write the results to this JSON file '
+                   '(--train-step: JSON Lines, one record per cell, written '
+                   'as the run goes)')
+    t = p.add_argument_group(
+        'like-for-like training step (issue 20): ours, mmdet\'s built-in '
+        'PVTv2 and timm\'s pvt_v2_b2 in the same detector / segmentor, '
+        'recipe optimizer and batch, interleaved in one process')
+    t.add_argument('--train-step', action='store_true',
+                   help='run this benchmark instead of the per-cell one')
+    t.add_argument('--precisions', nargs='+', choices=list(PRECISIONS),
+                   help='default: fp16 bf16 fp32-tf32 fp32 on CUDA, fp32 on '
+                   'the CPU (MMEngine\'s AmpOptimWrapper needs CUDA)')
+    t.add_argument('--rounds', type=int, default=5,
+                   help='round-robin rounds (median and spread over them)')
+    t.add_argument('--steps', type=int, default=1,
+                   help='timed steps per implementation and round')
+    t.add_argument('--arch', choices=list(ARCHES),
+                   help='backbone size (default: b2, the recipes\'; b0 with '
+                   '--quick)')
+    t.add_argument('--batch', type=int,
+                   help='images per step (default: the recipe\'s '
+                   'train_dataloader.batch_size, i.e. per GPU)')
+    t.add_argument('--from-json', nargs='+', metavar='JSONL',
+                   help='measure nothing: print the table of these runs')
+    t.add_argument('--write-docs', action='store_true',
+                   help=f'put the table into {os.path.relpath(DOC, REPO)} '
+                   f'({TRAIN_DOC_BEGIN} block)')
     p.add_argument('--worker', nargs=2, help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def train_step_args(args):
+    """--train-step's defaults and checks on the parsed arguments."""
+    args.models = args.models or list(TRAIN_STEP_MODELS)
+    args.impls = args.impls or list(TRAIN_IMPLS)
+    bad = (set(args.models) - set(TRAIN_STEP_MODELS)) | (
+        set(args.impls) - set(TRAIN_IMPLS))
+    if bad:
+        raise SystemExit(f'--train-step measures models '
+                         f'{" ".join(TRAIN_STEP_MODELS)} and impls '
+                         f'{" ".join(TRAIN_IMPLS)}, not {" ".join(bad)}')
+    if args.precisions is None:
+        args.precisions = (list(PRECISIONS) if args.device == 'cuda'
+                           else ['fp32'])
+    amp = [p for p in args.precisions if PRECISIONS[p][0]]
+    if amp and args.device != 'cuda':
+        raise SystemExit(f'--precisions {" ".join(amp)} needs --device cuda '
+                         f'(MMEngine\'s AmpOptimWrapper runs on CUDA only)')
+    if args.quick:  # seconds on a CPU: tiny images, one timed step each
+        args.size = args.size or '128x128'
+        args.batch = args.batch or 2
+        args.arch = args.arch or 'b0'
+        args.rounds, args.steps, args.warmup = min(args.rounds, 2), 1, 0
+    args.arch = args.arch or 'b2'
+    if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
+        raise SystemExit('--rounds and --steps must be >= 1, --warmup >= 0')
+    args.json = args.json or os.path.join(
+        REPO, 'work_dirs', f'train_step_{args.device}.jsonl')
+    return args
 
 
 def main(argv=None) -> int:
@@ -257,6 +731,13 @@ def main(argv=None) -> int:
         kind, spec = args.worker
         print('RESULT ' + json.dumps(WORKERS[kind](json.loads(spec))))
         return 0
+    if args.train_step:
+        return train_step_main(train_step_args(args))
+    args.models = args.models or list(MODELS)
+    args.impls = args.impls or ['ours', 'mmdet', 'ours-ort']
+    if set(args.models) - set(MODELS):
+        extra = ' '.join(sorted(set(args.models) - set(MODELS)))
+        raise SystemExit(f'--models: {extra} only with --train-step')
     if args.quick:
         args.size, args.repeats, args.warmup = args.size or '128x128', 1, 0
     os.makedirs(args.onnx_dir, exist_ok=True)

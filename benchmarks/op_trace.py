@@ -14,6 +14,9 @@ Two traces are recorded per run, in the order of bench_backbones.py's
 workloads: ``fwd`` (eval mode, no_grad) and ``fwd+bwd`` (train mode, the
 loss the benchmark uses). Only the main thread is traced: pvt_mm starts no
 threads of its own (torch's intra-op threads run inside one operator).
+The recorder is :class:`pvt_mm.cli.analysis.OpRecorder`, which
+tests/execution/test_op_count.py also uses to count a training step's
+compute operators against timm and mmdet (``--count``).
 """
 import argparse
 import collections
@@ -21,25 +24,14 @@ import json
 import sys
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from pvt_mm.cli.analysis import OpRecorder, training_step_ops
 
 MODELS = {'pvtv2_b0': ('PVTv2', 'b0', {}), 'pvtv2_b2': ('PVTv2', 'b2', {}),
           'pvtv2_b2_li': ('PVTv2', 'b2_li', {}),
           'pvtv1_s': ('PVTv1', 'small', {}),
           'cvt_13': ('CvT', '13', dict(extra_downsample=True,
                                        out_indices=(0, 1, 2, 3)))}
-
-
-class _Recorder(TorchDispatchMode):
-
-    def __init__(self, ops):
-        super().__init__()
-        self.ops = ops
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-        self.ops.append(f'{func} {shapes}')
-        return func(*args, **(kwargs or {}))
 
 
 def record(model_name: str, size: str, threads: int) -> dict:
@@ -49,13 +41,12 @@ def record(model_name: str, size: str, threads: int) -> dict:
     model = getattr(pvt_mm, cls)(arch=arch, drop_path_rate=0., **kwargs)
     h, w = (int(v) for v in size.split('x'))
     x = torch.randn(1, 3, h, w)
-    traces = dict(fwd=[], **{'fwd+bwd': []})
     model.eval()
-    with torch.no_grad(), _Recorder(traces['fwd']):
+    with torch.no_grad(), OpRecorder() as fwd:
         model(x)
-    model.train()
-    with _Recorder(traces['fwd+bwd']):
-        sum(o.mean() for o in model(x)).backward()
+    steps = training_step_ops(model, x)
+    traces = {mode: [f'{op} {shapes}' for op, shapes in rec.ops]
+              for mode, rec in (('fwd', fwd), ('fwd+bwd', steps))}
     return dict(pvt_mm=pvt_mm.__file__, model=model_name, size=size,
                 threads=threads, traces=traces)
 

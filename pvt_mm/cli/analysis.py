@@ -1,6 +1,7 @@
 """What the analysis tools (get_flops, benchmark, benchmarks/) share:
 FLOP counting with fused attention included, building a config's model in
-its library's scope, and fake batches of a given size.
+its library's scope, fake batches of a given size, and the aten operators a
+step dispatches (:class:`OpRecorder`, :func:`training_step_ops`).
 
 MMEngine's ``FlopAnalyzer`` traces the model and counts every operator it
 has a handle for; ``F.scaled_dot_product_attention`` (the fused attention
@@ -17,6 +18,7 @@ from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .runner import init_scope
 
@@ -75,8 +77,9 @@ def fake_data(scope: str, shape: Sequence[int], batch_size: int = 1,
     ``shape`` = (H, W), with the meta information each task's heads read.
 
     ``with_gt`` adds random ground truth for a training step: four boxes
-    with labels < 10 per image (mmdet) or a label map with values < 10
-    (mmseg)."""
+    with labels < 10 and their filled-box instance masks per image (mmdet;
+    heads without a mask branch ignore the masks) or a label map with
+    values < 10 (mmseg)."""
     import importlib
     module, name = DATA_SAMPLES[scope]
     sample_cls = getattr(importlib.import_module(module), name)
@@ -100,13 +103,19 @@ def fake_data(scope: str, shape: Sequence[int], batch_size: int = 1,
 def _add_fake_gt(sample, scope: str, h: int, w: int, gen: torch.Generator,
                  device: str) -> None:
     if scope == 'mmdet':
+        from mmdet.structures.mask import BitmapMasks
         from mmengine.structures import InstanceData
         xy = torch.rand(4, 2, generator=gen) * torch.tensor([w / 2, h / 2])
         wh = ((torch.rand(4, 2, generator=gen) * 0.4 + 0.1)
               * torch.tensor([w, h]))
+        boxes = torch.cat([xy, xy + wh], 1)
+        masks = torch.zeros(4, h, w, dtype=torch.uint8)
+        for mask, (x0, y0, x1, y1) in zip(masks, boxes.long().tolist()):
+            mask[y0:y1, x0:x1] = 1
         sample.gt_instances = InstanceData(
-            bboxes=torch.cat([xy, xy + wh], 1).to(device),
-            labels=torch.randint(0, 10, (4,), generator=gen).to(device))
+            bboxes=boxes.to(device),
+            labels=torch.randint(0, 10, (4,), generator=gen).to(device),
+            masks=BitmapMasks(masks.numpy(), h, w))
     elif scope == 'mmseg':
         from mmengine.structures import PixelData
         sample.gt_sem_seg = PixelData(data=torch.randint(
@@ -176,6 +185,20 @@ def run_worker(script: str, kind: str, spec: dict, timeout: float,
     return None
 
 
+def replace_doc_block(doc: str, begin: str, end: str, block: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` in the
+    markdown file ``doc`` by ``block`` (the markers stay): how the benchmark
+    scripts put their generated tables into docs/benchmarks.md."""
+    with open(doc) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        raise SystemExit(f'{doc} has no {begin} ... {end} block to '
+                         f'fill; add the two markers where the table goes')
+    head, rest = text.split(begin, 1)
+    with open(doc, 'w') as f:
+        f.write(head + begin + '\n' + block + end + rest.split(end, 1)[1])
+
+
 def time_calls(step, warmup: int, repeats: int):
     """``(wall seconds, process CPU seconds)`` of each of ``repeats`` calls
     of ``step()`` after ``warmup`` untimed ones (the timing loop of both
@@ -227,3 +250,79 @@ def call_in_process(fn, spec: dict) -> Optional[dict]:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+# Operator counts: what a launch-bound step pays for. On a GPU, a training
+# step of a backbone at classification size costs about one kernel launch
+# per operator more than its arithmetic, so the number of operators is a
+# device-independent proxy for that overhead (docs/benchmarks.md,
+# "Operator counts"; tests/execution/test_op_count.py).
+
+#: aten operators that return a tensor of their own yet compute nothing:
+#: allocations (memory from the caching allocator, no kernel) and
+#: ``_unsafe_view`` (a view whose schema does not say so).
+NO_KERNEL_OPS = frozenset({
+    'aten::empty', 'aten::empty_like', 'aten::empty_strided',
+    'aten::new_empty', 'aten::new_empty_strided', 'aten::_unsafe_view'})
+
+
+def is_view_op(func) -> bool:
+    """Whether an aten operator only makes a view: its schema returns an
+    alias of an input that it does not write (``view``, ``permute``,
+    ``t``, ``transpose``, ``expand``, ``detach``, ``unbind``,
+    ``as_strided``, ``alias``, ...; ``Tensor(a)`` in the schema). In-place
+    ops return their input too, but write it (``Tensor(a!)``): they compute."""
+    return any(r.alias_info is not None and not r.alias_info.is_write
+               for r in func._schema.returns)
+
+
+def is_compute_op(func) -> bool:
+    """Whether an aten operator does work on the device (launches a kernel
+    there): an ``aten`` operator (not ``prim::device`` and the like, which
+    only read metadata), neither a view (:func:`is_view_op`) nor one of
+    :data:`NO_KERNEL_OPS`. Counted as dispatched: an operator whose kernel
+    calls others (a convolution converting its input's layout, say) counts
+    once, as it does in the peers."""
+    name = func._schema.name
+    return (name.startswith('aten::') and name not in NO_KERNEL_OPS
+            and not is_view_op(func))
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records every aten operator dispatched inside the ``with`` block as
+    ``(op, [input shapes])`` in ``self.ops``: the forward, and the backward
+    where autograd runs it in this thread (on CPU, all of it). Only this
+    thread's operators are recorded."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append((func, [tuple(a.shape) for a in args
+                                if isinstance(a, torch.Tensor)]))
+        return func(*args, **(kwargs or {}))
+
+    def compute_ops(self) -> list:
+        """The recorded ``(op, shapes)`` whose op :func:`is_compute_op`."""
+        return [o for o in self.ops if is_compute_op(o[0])]
+
+
+def outputs_list(out) -> list:
+    """A backbone's outputs as a list (from a list, tuple, dict or tensor)."""
+    if isinstance(out, dict):
+        out = list(out.values())
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def training_step_ops(model: nn.Module, x: torch.Tensor) -> OpRecorder:
+    """The :class:`OpRecorder` of one training step of a backbone:
+    ``train()`` mode, forward, loss = sum of the outputs' means, backward,
+    starting with no gradients (none is accumulated into an old one) and
+    leaving none."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    with OpRecorder() as rec:
+        sum(o.mean() for o in outputs_list(model(x))).backward()
+    model.zero_grad(set_to_none=True)
+    return rec

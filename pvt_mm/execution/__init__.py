@@ -11,8 +11,8 @@ exportable, and nothing here changes a result:
   multi-core CPU backward);
 * :mod:`.ffn`: the FFN strategies (banded CPU execution with its autograd
   Function, recompute in backward, in-place activation);
-* :mod:`.ops`: in-place residual sums, export-safe adaptive pooling and
-  resizing.
+* :mod:`.ops`: in-place residual sums, drop-path residuals in one
+  operator, export-safe adaptive pooling and resizing.
 
 It depends on torch only (never on :mod:`pvt_mm.models`).
 """

@@ -1,7 +1,7 @@
 """Small functional ops the layers call, each equal to a plain PyTorch
 expression (its reference) and computed faster or export-safely where the
 policy (:mod:`pvt_mm.execution.policy`) and the situation allow."""
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -11,17 +11,38 @@ import torch.onnx.operators
 from .policy import get_policy, plain_graph
 
 
-def add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-    """``x + branch``.
+def add_residual(x: torch.Tensor, branch: torch.Tensor,
+                 keep: Optional[torch.Tensor] = None,
+                 keep_prob: float = 1.) -> torch.Tensor:
+    """``x + branch``, or with stochastic depth
+    ``x + branch * keep.mul(1 / keep_prob)``: ``keep`` is a per-sample 0/1
+    mask of shape ``(B, 1, ..., 1)`` (kept samples are scaled by
+    ``1 / keep_prob``, as :class:`pvt_mm.models.layers.DropPath` does).
 
-    With ``policy.inplace`` the sum is written into ``branch`` (the fresh
-    output of a linear, dropout or drop-path, none of which keeps its output
-    for backward), so no new full-size tensor is allocated. Addition
-    commutes exactly: the result is bit-identical. A ``branch`` of another
-    dtype or shape (e.g. bf16 under autocast) takes the out-of-place sum,
-    which keeps ``x``'s dtype.
+    Without ``keep``, with ``policy.inplace`` the sum is written into
+    ``branch`` (the fresh output of a linear, dropout or drop-path, none of
+    which keeps its output for backward), so no new full-size tensor is
+    allocated. Addition commutes exactly: the result is bit-identical. A
+    ``branch`` that autograd records as a view (of a linear's 2-D output,
+    say) takes the out-of-place sum: an in-place op on it costs a copy of
+    the whole base and a clone in backward. So does a ``branch`` of another
+    dtype or shape (e.g. bf16 under autocast), which keeps ``x``'s dtype.
+
+    With ``keep`` and ``policy.fused_drop_path``, it is one
+    ``torch.addcmul`` (scale, product and sum in one operator; two small
+    ones in backward) instead of three operators forward and one backward:
+    a training step at small sizes is bound by operator launches
+    (docs/benchmarks.md, "Operator counts"). It computes
+    ``x + (1 / keep_prob) * branch * keep``, the same products in another
+    order: equal up to float rounding.
     """
-    if (plain_graph() or not get_policy().inplace
+    policy = None if plain_graph() else get_policy()
+    if keep is not None:
+        if policy is not None and policy.fused_drop_path:
+            return torch.addcmul(x, branch, keep, value=1. / keep_prob)
+        return x + branch * keep.mul(1. / keep_prob)
+    if (policy is None or not policy.inplace
+            or (branch.requires_grad and branch._base is not None)
             or branch.dtype != x.dtype or branch.shape != x.shape):
         return x + branch
     return branch.add_(x)

@@ -15,8 +15,9 @@ the same numbers applies; the answer comes from the process-wide
 Whatever the policy, ``torch.compile`` and ONNX export see the reference
 path (the compiler fuses and rematerialises by itself; exporters want the
 plain graph), and on CUDA only the device-independent choices apply
-(in-place sums, the FFN's recompute in backward): attention is always the
-fused ``F.scaled_dot_product_attention``.
+(in-place sums, fused drop-path residuals, the FFN's recompute in
+backward): attention is always the fused
+``F.scaled_dot_product_attention``.
 """
 import contextlib
 import dataclasses
@@ -40,6 +41,9 @@ class ExecutionPolicy:
         inplace: sum residuals into the branch output instead of a new
             tensor; apply the FFN's GELU in place when no gradient is
             recorded.
+        fused_drop_path: a residual with stochastic depth,
+            ``x + branch * keep / keep_prob``, is one ``torch.addcmul``
+            (fewer operators: what a launch-bound GPU step pays for).
         recompute_ffn: in training, the FFN keeps only fc1's output for
             backward and recomputes the rest there (any device).
         cpu_banded_ffn: on CPU, run the FFN of large maps in bands of rows,
@@ -59,6 +63,7 @@ class ExecutionPolicy:
             are reused, and banded training recomputes fc1).
     """
     inplace: bool = True
+    fused_drop_path: bool = True
     recompute_ffn: bool = True
     cpu_banded_ffn: bool = True
     cpu_split_queries: bool = True
@@ -74,8 +79,8 @@ class ExecutionPolicy:
     @classmethod
     def reference(cls) -> 'ExecutionPolicy':
         """No strategy: every layer runs its plain computation."""
-        return cls(inplace=False, recompute_ffn=False, cpu_banded_ffn=False,
-                   cpu_split_queries=False)
+        return cls(inplace=False, fused_drop_path=False, recompute_ffn=False,
+                   cpu_banded_ffn=False, cpu_split_queries=False)
 
     @classmethod
     def named(cls, name: str) -> 'ExecutionPolicy':

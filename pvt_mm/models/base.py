@@ -414,7 +414,12 @@ class PyramidBackbone(BaseModule):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Conv2d):
                 fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / (fan_out // m.groups)))
+                std = math.sqrt(2.0 / (fan_out // m.groups))
+                with torch.no_grad():  # drawn in index order, whatever the
+                    # weight's memory layout (layers.channels_last_conv)
+                    m.weight.copy_(torch.empty(
+                        m.weight.shape, dtype=m.weight.dtype,
+                        device=m.weight.device).normal_(0, std))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.LayerNorm, _BatchNorm)):

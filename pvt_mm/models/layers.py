@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint
-from mmcv.cnn.bricks import DropPath
+from mmcv.cnn.bricks import DropPath as _MMCVDropPath
 from mmengine.model import BaseModule
 
 from pvt_mm.execution import (adaptive_avg_pool2d, add_residual, attention,
@@ -40,6 +40,15 @@ def nchw_to_tokens(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, H*W, C)``; a view for channels-last input."""
     B, C = x.shape[:2]
     return x.permute(0, 2, 3, 1).reshape(B, -1, C)
+
+
+def channels_last_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` with its weight stored channels-last: the layout of the
+    weight gradient that a channels-last input (a token map) gives. With a
+    contiguous weight, autograd copies that gradient into the weight's
+    layout, one more operator per convolution per training step. Values,
+    state-dict keys and results are unchanged."""
+    return conv.to(memory_format=torch.channels_last)
 
 
 @MODELS.register_module()
@@ -77,8 +86,8 @@ class PatchEmbed(BaseModule):
                  norm_eps: float = 1e-5,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.proj = nn.Conv2d(
-            in_channels, embed_dims, kernel_size, stride=stride, padding=padding)
+        self.proj = channels_last_conv(nn.Conv2d(
+            in_channels, embed_dims, kernel_size, stride=stride, padding=padding))
         self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
 
     def out_size(self, size: int) -> int:
@@ -144,11 +153,12 @@ class SRAttention(BaseModule):
         self.proj_drop = nn.Dropout(proj_drop)
         if linear:
             self.pool_size = pool_size
-            self.sr = nn.Conv2d(dims, dims, kernel_size=1)
+            self.sr = channels_last_conv(nn.Conv2d(dims, dims, kernel_size=1))
             self.norm = nn.LayerNorm(dims, eps=sr_norm_eps)
             self.act = nn.GELU()
         elif sr_ratio > 1:
-            self.sr = nn.Conv2d(dims, dims, kernel_size=sr_ratio, stride=sr_ratio)
+            self.sr = channels_last_conv(
+                nn.Conv2d(dims, dims, kernel_size=sr_ratio, stride=sr_ratio))
             self.norm = nn.LayerNorm(dims, eps=sr_norm_eps)
         else:
             self.sr = None
@@ -289,8 +299,38 @@ class ConvFFN(BaseModule):
         return self.drop(self.fc2(x))
 
 
+class DropPath(_MMCVDropPath):
+    """Stochastic depth (per sample, as in mmcv and timm): in training, each
+    sample's input is kept with probability ``keep_prob = 1 - drop_prob``
+    and then scaled by ``1 / keep_prob``, or zeroed.
+
+    A subclass of mmcv's ``DropPath`` (same attribute ``drop_prob``, no
+    parameters); the mask is drawn with ``bernoulli_`` (as timm does)
+    instead of mmcv's ``floor(keep_prob + rand)``: the same distribution in
+    fewer operators. :class:`Block` applies it through
+    :func:`pvt_mm.execution.add_residual` with :meth:`keep_mask`.
+    """
+
+    @property
+    def keep_prob(self) -> float:
+        return 1. - self.drop_prob
+
+    def keep_mask(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """A per-sample 0/1 mask ``(B, 1, ..., 1)`` in ``x``'s dtype, or
+        ``None`` when nothing is dropped (eval mode, ``drop_prob == 0``)."""
+        if not self.training or self.drop_prob == 0.:
+            return None
+        shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+        return x.new_empty(shape).bernoulli_(self.keep_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = self.keep_mask(x)
+        return x if keep is None else x * keep.mul(1. / self.keep_prob)
+
+
 class Block(BaseModule):
-    """Pre-norm transformer block: ``x + attn(norm1(x))``, ``x + mlp(norm2(x))``."""
+    """Pre-norm transformer block: ``x + drop_path(attn(norm1(x)))``, then
+    ``x + drop_path(mlp(norm2(x)))``."""
 
     def __init__(self,
                  dims: int,
@@ -306,9 +346,18 @@ class Block(BaseModule):
         self.mlp = mlp
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """``x + drop_path(branch)``."""
+        if isinstance(self.drop_path, DropPath):
+            keep = self.drop_path.keep_mask(branch)
+            if keep is None:
+                return add_residual(x, branch)
+            return add_residual(x, branch, keep, self.drop_path.keep_prob)
+        return add_residual(x, self.drop_path(branch))
+
     def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
-        x = add_residual(x, self.drop_path(self.attn(self.norm1(x), hw, num_prefix)))
-        return add_residual(x, self.drop_path(self.mlp(self.norm2(x), hw, num_prefix)))
+        x = self.residual(x, self.attn(self.norm1(x), hw, num_prefix))
+        return self.residual(x, self.mlp(self.norm2(x), hw, num_prefix))
 
 
 class Stage(BaseModule):

@@ -121,6 +121,11 @@ def test_residual_sum_is_in_place_and_exact():
     low = torch.randn(4, 5, 8).bfloat16()  # bf16 branch under autocast
     out = add_residual(x, low)
     assert out.dtype == torch.float32 and torch.equal(out, x + low)
+    # a branch autograd records as a view: summed out of place (in place,
+    # backward would copy the whole base and clone it)
+    view = (torch.randn(20, 8, requires_grad=True) * 1.).view(4, 5, 8)
+    out = add_residual(x, view)
+    assert out.data_ptr() != view.data_ptr() and torch.equal(out, x + view)
 
 
 # ------------------------------------------------- training memory / grads

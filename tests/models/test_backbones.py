@@ -469,6 +469,22 @@ def test_drop_path_is_active_in_training_only():
     assert torch.equal(model(x)[3], model(x)[3])
 
 
+def test_drop_path_keeps_or_drops_whole_samples_scaled():
+    """pvt_mm's DropPath: per-sample Bernoulli(keep_prob) keep, kept
+    samples scaled by 1 / keep_prob (mmcv's and timm's semantics)."""
+    from pvt_mm.models.layers import DropPath as OurDropPath
+    drop = OurDropPath(0.25)
+    assert isinstance(drop, DropPath)  # still mmcv's type, same attribute
+    x = torch.ones(4000, 3, 2)
+    y = drop.train()(x).flatten(1)
+    assert torch.equal(y, y[:, :1].expand_as(y))  # whole samples
+    values = set(y[:, 0].tolist())
+    assert len(values) == 2 and all(v == 0. or v == pytest.approx(1 / 0.75)
+                                    for v in values)
+    assert (y[:, 0] > 0).float().mean().item() == pytest.approx(0.75, abs=0.03)
+    assert drop.eval()(x) is x
+
+
 def test_attention_runs_through_sdpa(monkeypatch):
     calls = []
     real = F.scaled_dot_product_attention

@@ -218,3 +218,72 @@ def test_bench_in_process_is_cuda_only_and_reports_failures(capsys):
         a=1, ok=1)
     assert call_in_process(broken, dict(model='m', impl='i')) is None
     assert 'm i failed: RuntimeError: out of memory' in capsys.readouterr().out
+
+
+def test_bench_train_step_quick_runs_all_three_impls(tmp_path, monkeypatch):
+    """``--train-step --quick`` on the CPU: ours, mmdet's built-in PVTv2 and
+    timm's pvt_v2 in the same RetinaNet, one process, the recipe's
+    optimizer (AdamW via MMEngine), a JSON line per cell and the doc table."""
+    bench = load_bench_detectors()
+    out = tmp_path / 'train_step.jsonl'
+    doc = tmp_path / 'benchmarks.md'
+    doc.write_text(f'intro\n{bench.TRAIN_DOC_BEGIN}\nold\n'
+                   f'{bench.TRAIN_DOC_END}\noutro\n')
+    monkeypatch.setattr(bench, 'DOC', str(doc))
+    assert bench.main(['--train-step', '--quick', '--models', 'retinanet_b2',
+                       '--size', '64x64', '--rounds', '1', '--threads', '2',
+                       '--json', str(out), '--write-docs']) == 0
+    meta, *cells = [json.loads(line) for line in out.read_text().splitlines()]
+    assert meta['kind'] == 'meta' and meta['device'] == 'cpu'
+    assert sorted((c['model'], c['precision'], c['impl']) for c in cells) == [
+        ('retinanet_b2', 'fp32', impl) for impl in ('mmdet', 'ours', 'timm')]
+    by_impl = {c['impl']: c for c in cells}
+    for c in cells:
+        assert c['error'] is None and c['batch'] == 2
+        assert len(c['round_s']) == 1 and c['median_s'] > 0
+        assert c['imgs_per_s'] > 0 and c['peak_gib'] > 0
+        assert math.isfinite(c['loss']) and c['loss'] > 0
+        assert c['drop_path_rate'] == 0.1  # the recipe's, for all three
+        assert c['optim_wrapper']['optimizer']['type'] == 'AdamW'
+        assert c['tf32'] == dict(matmul=False, cudnn=False)
+    # really three implementations of the same architecture
+    assert (by_impl['ours']['backbone'], by_impl['mmdet']['backbone'],
+            by_impl['timm']['backbone']) == (
+        'PVTv2', 'PyramidVisionTransformerV2', 'TIMMBackbone')
+    assert by_impl['ours']['backbone_module'].startswith('pvt_mm.')
+    assert by_impl['mmdet']['backbone_module'].startswith('mmdet.')
+    assert by_impl['timm']['backbone_inner'].startswith('timm.')
+    assert by_impl['mmdet']['config'].startswith('mmdet::pvt/')
+    # mmdet's own RetinaNet config, made the same detector as ours but for
+    # the backbone
+    assert not any(p.startswith('backbone')
+                   for p in by_impl['mmdet']['aligned_with_ours'])
+    assert by_impl['ours']['aligned_with_ours'] == []
+    assert len({c['params_m'] for c in cells}) == 1
+    text = doc.read_text()
+    assert 'old' not in text and text.endswith('outro\n')
+    assert '| retinanet_b2 | 64x64 x 2 | fp32 | timm (TIMMBackbone) |' in text
+
+
+def test_bench_train_step_table_and_checks():
+    bench = load_bench_detectors()
+    cell = dict(kind='cell', model='mask_rcnn_b2', precision='fp16',
+                size='800x1333', batch=2, round_s=[1.], q1_s=1., q3_s=1.,
+                min_s=1., max_s=1.)
+    records = [dict(cell, impl='ours', backbone='PVTv2', median_s=1.,
+                    imgs_per_s=2., peak_gib=2.),
+               dict(cell, impl='mmdet', backbone='PyramidVisionTransformerV2',
+                    median_s=1.2, imgs_per_s=1.7, peak_gib=4.),
+               dict(cell, impl='timm', backbone='TIMMBackbone', median_s=0.9,
+                    imgs_per_s=2.2, peak_gib=4.),
+               dict(kind='cell', model='retinanet_b2', precision='bf16',
+                    size='800x1333', batch=2, impl='ours', backbone='PVTv2',
+                    error='RuntimeError: no bf16 focal loss')]
+    table = bench.train_step_markdown(records)
+    assert '| 1.20x | 0.50x | >= 1.15x at <= 0.7x: met |' in table
+    assert '| 0.90x | 0.50x | >= 1.0x at <= 0.7x: missed |' in table
+    assert 'failed: RuntimeError: no bf16 focal loss' in table
+    with pytest.raises(SystemExit, match='needs --device cuda'):
+        bench.main(['--train-step', '--precisions', 'fp16'])
+    with pytest.raises(SystemExit, match='only with --train-step'):
+        bench.main(['--models', 'mask_rcnn_b2'])
