@@ -20,12 +20,12 @@ from .sdpa import attention
 from .ffn import ffn_strategy
 from .ops import (activation, adaptive_avg_pool2d, add_residual,
                   resize_bilinear, traceable_adaptive_avg_pool2d)
-from .policy import (ENV_VAR, ExecutionPolicy, execution_policy, get_policy,
-                     set_policy)
+from .policy import (ENV_VAR, RECOMPUTE_FFN_BY_DEVICE, ExecutionPolicy,
+                     execution_policy, get_policy, recomputes_ffn, set_policy)
 
 __all__ = [
-    'ENV_VAR', 'ExecutionPolicy', 'execution_policy', 'get_policy',
-    'set_policy', 'attention', 'ffn_strategy', 'activation',
+    'ENV_VAR', 'RECOMPUTE_FFN_BY_DEVICE', 'ExecutionPolicy',
+    'execution_policy', 'get_policy', 'recomputes_ffn', 'set_policy', 'attention', 'ffn_strategy', 'activation',
     'adaptive_avg_pool2d', 'add_residual', 'resize_bilinear',
     'traceable_adaptive_avg_pool2d'
 ]

@@ -11,7 +11,9 @@ detection sizes. :func:`ffn_strategy` picks, under the policy
   never exists whole; in training through :class:`BandedFFNFunction`, whose
   backward recomputes each band;
 * training elsewhere: keep only ``expand``'s output for backward and
-  recompute the rest there (:func:`forward_recompute`);
+  recompute the rest there (:func:`forward_recompute`) where
+  :func:`~pvt_mm.execution.policy.recomputes_ffn` says so (by default on
+  CPU, and where a backbone is built with ``recompute_ffn=True``);
 * inference elsewhere: the activation in place (:func:`forward_whole`).
 
 Each gives the reference result (``tests/execution``). The strategies use
@@ -26,7 +28,8 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from .ops import activation
-from .policy import ExecutionPolicy, get_policy, plain_graph
+from .policy import (ExecutionPolicy, get_policy, plain_graph,
+                     recomputes_ffn)
 
 HW = Tuple[int, int]
 Strategy = Callable[[nn.Module, torch.Tensor, HW], torch.Tensor]
@@ -79,7 +82,9 @@ def ffn_strategy(ffn: nn.Module, x: torch.Tensor,
         return functools.partial(
             forward_bands_recorded if grad else forward_bands, size=size)
     if grad:
-        return forward_recompute if policy.recompute_ffn else None
+        recompute = recomputes_ffn(policy, getattr(ffn, 'recompute', None),
+                                   x.device.type)
+        return forward_recompute if recompute else None
     return forward_whole if policy.inplace else None
 
 

@@ -14,10 +14,11 @@ the same numbers applies; the answer comes from the process-wide
 
 Whatever the policy, ``torch.compile`` and ONNX export see the reference
 path (the compiler fuses and rematerialises by itself; exporters want the
-plain graph), and on CUDA only the device-independent choices apply
-(in-place sums, fused drop-path residuals, the FFN's recompute in
-backward): attention is always the fused
-``F.scaled_dot_product_attention``.
+plain graph). The choices are per device: on CUDA the device-independent
+ones apply (in-place sums, fused drop-path residuals), the FFN's recompute
+in backward only when asked for (:data:`RECOMPUTE_FFN_BY_DEVICE`), and
+attention is always the fused ``F.scaled_dot_product_attention``; the CPU
+gets the rest too (banded FFN, query groups, the recompute).
 """
 import contextlib
 import dataclasses
@@ -45,7 +46,13 @@ class ExecutionPolicy:
             ``x + branch * keep / keep_prob``, is one ``torch.addcmul``
             (fewer operators: what a launch-bound GPU step pays for).
         recompute_ffn: in training, the FFN keeps only fc1's output for
-            backward and recomputes the rest there (any device).
+            backward and recomputes the rest there, saving the widest
+            activations' memory for a second run of the depthwise conv and
+            activation. ``True``: always; ``False``: never; ``None`` (the
+            fast policy): the FFN's own switch (the backbones'
+            ``recompute_ffn`` argument, next to ``with_cp``), else the
+            device's default, :data:`RECOMPUTE_FFN_BY_DEVICE`
+            (:func:`recomputes_ffn`).
         cpu_banded_ffn: on CPU, run the FFN of large maps in bands of rows,
             so its 4-8x wider hidden map never exists whole (inference and,
             with a custom autograd Function, training).
@@ -64,7 +71,7 @@ class ExecutionPolicy:
     """
     inplace: bool = True
     fused_drop_path: bool = True
-    recompute_ffn: bool = True
+    recompute_ffn: Optional[bool] = None
     cpu_banded_ffn: bool = True
     cpu_split_queries: bool = True
     ffn_band_bytes: int = 4 << 20
@@ -89,6 +96,29 @@ class ExecutionPolicy:
             raise ValueError(f"execution policy {name!r}: use 'fast' or "
                              f"'reference' (e.g. {ENV_VAR}=reference)")
         return getattr(cls, name)()
+
+
+#: Where the FFN recomputes in backward unless told (the fast policy's
+#: ``recompute_ffn=None`` and a backbone built with ``recompute_ffn=None``).
+#: CPU: on; it costs no measurable time there (docs/benchmarks.md, "Execution
+#: policy per device") and keeps training at 800x1333 within a CPU's memory.
+#: Any other device (CUDA): off; a GPU step at these sizes is bound by
+#: operator launches and the recompute adds 32 to a PVTv2-B2 step (the
+#: operator counts in docs/benchmarks.md), so memory savings that cost time
+#: are asked for explicitly (``recompute_ffn=True``, like ``with_cp``).
+RECOMPUTE_FFN_BY_DEVICE = {'cpu': True}
+
+
+def recomputes_ffn(policy: ExecutionPolicy, switch: Optional[bool],
+                   device_type: str) -> bool:
+    """Whether an FFN with its own ``switch`` (None: unset) recomputes in
+    backward on ``device_type`` under ``policy``: the policy's ``True`` /
+    ``False`` first (so ``'reference'`` never does), then the switch, then
+    :data:`RECOMPUTE_FFN_BY_DEVICE`."""
+    for choice in (policy.recompute_ffn, switch):
+        if choice is not None:
+            return choice
+    return RECOMPUTE_FFN_BY_DEVICE.get(device_type, False)
 
 
 def _from_env() -> ExecutionPolicy:

@@ -108,6 +108,12 @@ class PyramidBackbone(BaseModule):
             in eval mode; -1 freezes nothing.
         norm_eval: keep BatchNorm layers in eval mode.
         with_cp: activation checkpointing per block.
+        recompute_ffn: in training, every FFN stores only fc1's output and
+            recomputes its depthwise conv and activation in backward (less
+            memory, a little more time). ``None``: the device's default
+            (on for CPU, off for CUDA: ``pvt_mm.execution
+            .RECOMPUTE_FFN_BY_DEVICE``); the ``'reference'`` execution
+            policy turns it off whatever this says.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint=PATH)``; any
             supported checkpoint layout is converted on load.
 
@@ -171,6 +177,7 @@ class PyramidBackbone(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 recompute_ffn: Optional[bool] = None,
                  init_cfg=None,
                  **kwargs):
         reject_unknown_kwargs(type(self).__name__, kwargs)
@@ -191,6 +198,10 @@ class PyramidBackbone(BaseModule):
         self.norm_eval = norm_eval
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
+        if recompute_ffn not in (None, True, False):
+            raise ValueError(f'recompute_ffn must be None (the device\'s '
+                             f'default), True or False, got {recompute_ffn!r}')
+        self.recompute_ffn = recompute_ffn
         self._checked_sizes = set()
 
     # ------------------------------------------------------------ building
@@ -237,6 +248,8 @@ class PyramidBackbone(BaseModule):
                                norm_eps=embed_norm_eps)
             blocks = [Block(dims, *block_layers(i, dims), drop_path=rate,
                             norm_eps=norm_eps) for rate in rates[i]]
+            for block in blocks:
+                block.mlp.recompute = self.recompute_ffn
             stages.append(Stage(embed, blocks, with_cp=self.with_cp,
                                 **stage_args(i)))
             prev = dims

@@ -258,7 +258,13 @@ class ConvFFN(BaseModule):
     extra ReLU after fc1 for PVTv2-Li. Its hidden map is 4-8x wider than the
     tokens; :func:`pvt_mm.execution.ffn_strategy` may compute the same
     result with less memory.
+
+    ``recompute`` (set by the backbone's ``recompute_ffn``): recompute the
+    depthwise conv and activation in backward instead of storing them
+    (``None``: where the device's default says so;
+    :func:`pvt_mm.execution.recomputes_ffn`).
     """
+    recompute: Optional[bool] = None
 
     def __init__(self,
                  dims: int,

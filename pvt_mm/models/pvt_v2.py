@@ -50,7 +50,7 @@ class PVTv2(PyramidBackbone):
         **kwargs: the arguments every family shares (``in_channels``,
             ``out_type`` (``'featmap'`` or ``'avg_featmap'``), ``qkv_bias``,
             dropout and drop-path rates, ``frozen_stages``, ``norm_eval``,
-            ``with_cp``, ``init_cfg``): see
+            ``with_cp``, ``recompute_ffn``, ``init_cfg``): see
             :class:`~pvt_mm.models.base.PyramidBackbone`.
     """
     family = 'PVTv2'

@@ -352,3 +352,41 @@ def test_bf16_autocast_is_finite_and_close(name):
         assert torch.isfinite(o).all()
         rel = (o.float() - r).norm() / r.norm()
         assert rel < 0.05, f'{name}: relative error {rel:.3f}'
+
+
+# ------------------------------------------------ execution per device
+@pytest.mark.parametrize('policy,switch,device,expected', [
+    (None, None, 'cpu', True),     # device default: free on CPU
+    (None, None, 'cuda', False),   # costs launches on a GPU: asked for
+    (None, True, 'cuda', True),    # the backbone's recompute_ffn=True
+    (None, False, 'cpu', False),
+    (False, True, 'cpu', False),   # 'reference' wins over the switch
+    (True, False, 'cuda', True),
+])
+def test_ffn_recompute_is_chosen_per_device(policy, switch, device, expected):
+    from pvt_mm.execution import ExecutionPolicy, recomputes_ffn
+    chosen = recomputes_ffn(ExecutionPolicy(recompute_ffn=policy), switch,
+                            device)
+    assert chosen is expected
+    assert ExecutionPolicy.fast().recompute_ffn is None
+    assert ExecutionPolicy.reference().recompute_ffn is False
+
+
+def test_backbone_recompute_ffn_switch_reaches_the_strategy():
+    """``recompute_ffn`` next to ``with_cp``: every FFN gets it, and on a
+    non-CPU device (``meta`` here) the training FFN recomputes only when
+    asked; on CPU the default does."""
+    from pvt_mm.execution.ffn import ffn_strategy, forward_recompute
+    x = torch.randn(2, 16, 16, requires_grad=True)
+    for switch, on_cpu, elsewhere in ((None, True, False), (True, True, True),
+                                      (False, False, False)):
+        model = PVTv2(arch=TINY_V2, drop_path_rate=0., recompute_ffn=switch)
+        ffns = [m for m in model.modules() if isinstance(m, layers.ConvFFN)]
+        assert ffns and all(f.recompute is switch for f in ffns)
+        ffn = ffns[0].train()
+        for device, expected in (('cpu', on_cpu), ('meta', elsewhere)):
+            strategy = ffn_strategy(ffn, x.to(device), (4, 4))
+            assert (strategy is forward_recompute) is expected, (
+                switch, device)
+    with pytest.raises(ValueError, match='recompute_ffn must be None'):
+        PVTv2(arch=TINY_V2, recompute_ffn='yes')
