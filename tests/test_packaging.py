@@ -42,9 +42,16 @@ def documented_install() -> str:
 
 
 def uv() -> str:
+    """The uv binary: on PATH, or where ``python3 -m pip install uv`` (what
+    tools/setup_env.sh runs when uv is missing) put it."""
     exe = shutil.which('uv')
-    assert exe, ('uv is not on PATH (tools/setup_env.sh installs it with '
-                 '`python3 -m pip install uv`)')
+    if exe is None:
+        res = subprocess.run(
+            ['python3', '-c', 'import uv; print(uv.find_uv_bin())'],
+            capture_output=True, text=True)
+        exe = res.stdout.strip() if res.returncode == 0 else None
+    assert exe, ('uv is neither on PATH nor importable by python3 '
+                 '(tools/setup_env.sh installs it: python3 -m pip install uv)')
     return exe
 
 
@@ -179,8 +186,10 @@ def test_documented_install_in_a_fresh_environment(tmp_path):
            if not k.startswith('UV_') and k not in (
                'VIRTUAL_ENV', 'CONDA_PREFIX', 'PYTHONPATH', 'PYTHONHOME')}
     base_bin = osp.dirname(osp.realpath(sys._base_executable))
+    uv_bin = osp.dirname(uv())
     env.update(SRC=REPO_ROOT, DIST=str(dist), ENV=str(env_dir),
-               MMCV_WHEEL=mmcv_wheel(), PATH=f'{base_bin}:{env["PATH"]}',
+               MMCV_WHEEL=mmcv_wheel(),
+               PATH=f'{base_bin}:{uv_bin}:{env["PATH"]}',
                PVT_MM_TEST_THREADS='1', OMP_NUM_THREADS='1')
     run(['bash', '-euo', 'pipefail', '-c', documented_install()],
         cwd=tmp_path, env=env, timeout=1500)
