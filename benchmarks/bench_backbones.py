@@ -148,17 +148,11 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _outputs(out) -> list:
-    if isinstance(out, dict):
-        out = list(out.values())
-    return list(out) if isinstance(out, (list, tuple)) else [out]
-
-
 def run_cell(spec: dict) -> dict:
     """Time one (model, impl, size, mode) and measure its peak memory."""
     import torch
 
-    from pvt_mm.cli.analysis import time_calls
+    from pvt_mm.cli.analysis import outputs_list, time_calls
     for lib in spec['libs']:
         importlib.import_module(lib)
     torch.set_num_threads(spec['threads'])
@@ -183,13 +177,13 @@ def run_cell(spec: dict) -> dict:
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             if train:
-                outs = _outputs(model(x))
+                outs = outputs_list(model(x))
                 loss = sum(o.float().mean() for o in outs)
                 loss.backward()
                 model.zero_grad(set_to_none=False)
             else:
                 with torch.no_grad():
-                    _outputs(model(x))
+                    outputs_list(model(x))
         if device.type == 'cuda':
             torch.cuda.synchronize()
 

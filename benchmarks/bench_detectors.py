@@ -624,8 +624,8 @@ def train_step_main(args) -> int:
     if args.write_docs:
         from pvt_mm.cli.analysis import replace_doc_block
         replace_doc_block(DOC, TRAIN_DOC_BEGIN, TRAIN_DOC_END, table)
-    # failed cells are in the table (e.g. bf16 RetinaNet: mmcv's focal
-    # loss has no bf16 kernel); fail only when nothing was measured
+    # failed cells are in the table (e.g. a CUDA kernel without bf16);
+    # fail only when nothing was measured
     return 0 if any(r.get('median_s') for r in records) else 1
 
 

@@ -16,7 +16,7 @@ loss the benchmark uses). Only the main thread is traced: pvt_mm starts no
 threads of its own (torch's intra-op threads run inside one operator).
 The recorder is :class:`pvt_mm.cli.analysis.OpRecorder`, which
 tests/execution/test_op_count.py also uses to count a training step's
-compute operators against timm and mmdet (``--count``).
+compute operators against timm and mmdet.
 """
 import argparse
 import collections

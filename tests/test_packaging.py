@@ -24,7 +24,7 @@ import zipfile
 import pytest
 
 import pvt_mm_config_hook as hook
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 
 GET_STARTED = osp.join(REPO_ROOT, 'docs', 'get_started.md')
 #: The comment that marks the tested install block in docs/get_started.md.
@@ -62,8 +62,8 @@ def mmcv_wheel() -> str:
     import torch
     recorded = osp.join(sys.prefix, '.pvt_mm_mmcv_key')
     key = (open(recorded).read().strip() if osp.isfile(recorded) else
-           f'torch{torch.__version__}-'
-           f'py{sys.version_info[0]}{sys.version_info[1]}')
+           load_tool('mmcv_build_plan').cpu_key(torch.__version__,
+                                                sys.version_info))
     cache = os.environ.get('PVT_MM_WHEEL_CACHE') or osp.join(
         os.environ.get('XDG_CACHE_HOME') or osp.expanduser('~/.cache'),
         'pvt_mm', 'wheels', key)
