@@ -1,0 +1,190 @@
+"""Trace an end-to-end module (:func:`build_end2end`) into one ONNX file
+with dynamic batch / height / width and the ``pvt_mm.*`` metadata the
+torch-free runtime (:mod:`pvt_mm.runtime`) reads."""
+import json
+import os
+import os.path as osp
+import warnings
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..checks import check_input_size, model_fingerprint
+from ..onnx_export import (DEFAULT_OPSET, FORMAT_VERSION, META_PREFIX,
+                           ExportError, _json_safe, file_sha256, graph_kind,
+                           min_input_size, traceable_upsampling)
+from . import DET_OUTPUTS, INPUTS, MASK_OUTPUTS, SEG_OUTPUTS, build_end2end
+
+INPUT_DTYPES = {'uint8': torch.uint8, 'float32': torch.float32}
+
+
+def pipeline_resize(cfg) -> dict:
+    """The ``Resize`` of ``cfg``'s test pipeline as the runtime repeats it:
+    ``{'scale': [a, b], 'keep_ratio': bool}`` (mmcv's meaning of ``scale``:
+    with ``keep_ratio`` the long and short side limits, else ``(w, h)``)."""
+    for loader in ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        for step in dataset.get('pipeline') or []:
+            if step.get('type') in ('Resize', 'mmdet.Resize', 'mmseg.Resize'):
+                if step.get('scale') is None:
+                    break
+                return {'scale': [int(s) for s in step['scale']],
+                        'keep_ratio': bool(step.get('keep_ratio', False))}
+    raise ExportError(
+        f'{osp.basename(cfg.filename or "the config")}: its test pipeline has '
+        f'no Resize with a fixed scale, which the end-to-end runtime repeats '
+        f'before the graph; export it with --no-end2end')
+
+
+def output_names(kind: str, module: nn.Module) -> List[str]:
+    names = getattr(module, 'output_names', None)
+    if names:
+        return list(names)
+    return list(SEG_OUTPUTS if kind == 'segmentor' else DET_OUTPUTS)
+
+
+def dynamic_axes(names: Sequence[str]) -> Dict[str, Dict[int, str]]:
+    axes = {'image': {0: 'batch', 2: 'height', 3: 'width'},
+            'ori_shape': {0: 'batch'}}
+    for name in names:
+        if name == 'masks':
+            axes[name] = {0: 'batch', 2: 'ori_height', 3: 'ori_width'}
+        elif name == 'label_map':
+            axes[name] = {0: 'batch', 1: 'ori_height', 2: 'ori_width'}
+        else:
+            axes[name] = {0: 'batch'}
+    return axes
+
+
+def example_inputs(shape: Sequence[int], batch: int = 1,
+                   ori_shape: Optional[Sequence[int]] = None,
+                   dtype: str = 'uint8', seed: int = 0):
+    """A random ``image`` of ``(batch, 3, H, W)`` and its ``ori_shape``
+    (default: the image size)."""
+    h, w = int(shape[0]), int(shape[-1])
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, (batch, 3, h, w), generator=g,
+                          dtype=torch.uint8).to(INPUT_DTYPES[dtype])
+    oh, ow = ori_shape or (h, w)
+    ori = torch.tensor([[oh, ow]] * batch, dtype=torch.int64)
+    return image, ori
+
+
+#: fp32 tolerance of :func:`verify_end2end` (docs/testing.md)
+VERIFY_RTOL, VERIFY_ATOL_OF_MAX = 1e-4, 1e-5
+
+
+def verify_end2end(module: nn.Module, path: str, names: Sequence[str],
+                   image: torch.Tensor, ori_shape: torch.Tensor) -> None:
+    """Run the file in ONNX Runtime and ``module`` in PyTorch on the same
+    inputs; raise :class:`ExportError` naming the first output that
+    differs (shape, count of detections, or values beyond the fp32
+    tolerance)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, options,
+                                   providers=['CPUExecutionProvider'])
+    with torch.no_grad():
+        outputs = module(image, ori_shape)
+    if isinstance(outputs, torch.Tensor):
+        outputs = (outputs, )
+    expected = [t.cpu().numpy() for t in outputs]
+    got = session.run(None, {'image': image.numpy(),
+                             'ori_shape': ori_shape.numpy()})
+    where = f'at input {tuple(image.shape)}, ori_shape {ori_shape[0].tolist()}'
+    for name, e, g in zip(names, expected, got):
+        if e.shape != g.shape:
+            raise ExportError(f'{path}: output {name} has shape {g.shape} in '
+                              f'ONNX Runtime and {e.shape} in PyTorch {where}')
+        if e.dtype.kind in 'iub':
+            bad = int((e != g).sum())
+            # a label-map pixel or mask pixel may flip at an exact tie
+            if bad > max(0, e.size // 1000):
+                raise ExportError(f'{path}: output {name} differs from '
+                                  f'PyTorch in {bad} of {e.size} entries '
+                                  f'{where}')
+            continue
+        scale = float(np.abs(e).max()) if e.size else 0.
+        tol = VERIFY_RTOL * scale + 1e-6
+        err = float(np.abs(e - g).max()) if e.size else 0.
+        if err > tol:
+            raise ExportError(
+                f'{path}: output {name} differs from PyTorch by {err:.3g} '
+                f'{where} (tolerance {tol:.3g}); an op records a size of the '
+                f'export input as a constant or has no faithful ONNX form')
+
+
+def export_end2end(model: nn.Module, out: str,
+                   shape: Sequence[int] = (800, 1333),
+                   input_dtype: str = 'uint8', opset: int = DEFAULT_OPSET,
+                   checkpoint: Optional[str] = None,
+                   verify: bool = True) -> Dict[str, str]:
+    """Export ``model`` (from :func:`pvt_mm.deploy.load_model`) end to end
+    to ``out``, traced at an image of ``shape`` = (H, W); return the
+    metadata written into the file.
+
+    With ``verify``, ONNX Runtime runs the file once at another size and
+    batch (H + 32, W + 64, batch 2, original size 1.5x) against the PyTorch
+    module (:func:`verify_end2end`)."""
+    import onnx
+
+    if input_dtype not in INPUT_DTYPES:
+        raise ExportError(f'input_dtype={input_dtype!r}: choose one of '
+                          f'{sorted(INPUT_DTYPES)}')
+    kind = graph_kind(model)
+    h, w = int(shape[0]), int(shape[-1])
+    min_size = min_input_size(model)
+    check_input_size((h, w), min_size, type(model).__name__)
+    resize = pipeline_resize(model.cfg)
+    model.eval()
+    module = build_end2end(model).eval()
+    names = output_names(kind, module)
+    image, ori = example_inputs((h, w), dtype=input_dtype,
+                                ori_shape=(h * 3 // 2, w * 3 // 2))
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad(), \
+            traceable_upsampling(model):
+        # the tracer warns about every Python-side shape check it records
+        warnings.simplefilter('ignore')
+        torch.onnx.export(module, (image, ori), out, dynamo=False,
+                          input_names=list(INPUTS), output_names=names,
+                          dynamic_axes=dynamic_axes(names),
+                          opset_version=opset, do_constant_folding=True)
+    cfg = model.cfg
+    meta = {
+        'format_version': FORMAT_VERSION,
+        'end2end': '1',
+        'config': osp.basename(cfg.filename or ''),
+        'model_sha256': model_fingerprint(cfg),
+        'kind': kind,
+        'outputs': json.dumps(names),
+        'input': json.dumps({'dtype': input_dtype, 'channel_order': 'bgr',
+                             'resize': resize, 'min_size': min_size}),
+        'min_size': str(min_size),
+        'export_shape': f'{h}x{w}',
+        'dataset_meta': json.dumps(_json_safe(
+            getattr(model, 'dataset_meta', None) or {})),
+        'checkpoint': osp.basename(checkpoint) if checkpoint else '',
+        'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
+    }
+    proto = onnx.load(out)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + key, value
+    proto.producer_name = 'pvt_mm'
+    onnx.checker.check_model(proto)
+    onnx.save(proto, out)
+    if verify:
+        image, ori = example_inputs((h + 32, w + 64), batch=2,
+                                    dtype=input_dtype, seed=1,
+                                    ori_shape=((h + 32) * 3 // 2,
+                                               (w + 64) * 3 // 2))
+        verify_end2end(module, out, names, image, ori)
+    return meta
+
+
+__all__ = ['export_end2end', 'pipeline_resize', 'verify_end2end',
+           'example_inputs', 'INPUT_DTYPES']
