@@ -62,6 +62,10 @@ setup(
         # ONNX export and the ONNX Runtime runner (pvt_mm.deploy, which
         # imports mmdet; docs/deployment.md: why not MMDeploy)
         'deploy': ['onnx', 'onnxruntime', 'mmdet==3.3.0', 'pycocotools'],
+        # the torch-free runtime of end-to-end ONNX files (pvt_mm.runtime):
+        # with `pip install --no-deps pvt_mm`, as install_requires has torch
+        # (docs/deployment.md)
+        'runtime': ['numpy', 'onnxruntime', 'opencv-python-headless'],
         'tests': requirements('tests'),
     },
     zip_safe=False,

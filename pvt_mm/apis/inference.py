@@ -18,26 +18,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from pvt_mm.deploy.checks import check_state_dict
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-
-
-def list_images(paths: Sequence[str]) -> List[str]:
-    """Image files from files and folders (a folder's images, sorted)."""
-    images = []
-    for p in paths:
-        if osp.isdir(p):
-            found = sorted(osp.join(p, f) for f in os.listdir(p)
-                           if f.lower().endswith(IMAGE_SUFFIXES))
-            if not found:
-                raise FileNotFoundError(
-                    f'no images ({", ".join(IMAGE_SUFFIXES)}) in folder {p}')
-            images += found
-        elif osp.isfile(p):
-            images.append(p)
-        else:
-            raise FileNotFoundError(f'image or folder {p!r} does not exist')
-    return images
+from pvt_mm.runtime.image import IMAGE_SUFFIXES, list_images  # noqa: F401
 
 
 def _strict(base):
