@@ -203,17 +203,23 @@ class End2EndModel:
 
     def check_size(self, hw, name: str = 'image') -> tuple:
         """The resized size of an ``hw`` image, or
-        :class:`ImageTooSmallError` if the backbone cannot take it."""
+        :class:`ImageTooSmallError` if the backbone cannot take it (after
+        the graph pads it to ``size_divisor``; a file that does not record
+        the divisor is checked before padding, the safe side)."""
         h, w = self.input_size(hw)
-        d = self.size_divisor
+        d = self.size_divisor or 1
         ph, pw = -(-h // d) * d, -(-w // d) * d
         if min(ph, pw) < max(self.min_size, 1):
+            padded = (f', padded to {ph}x{pw}' if (ph, pw) != (h, w) else
+                      '' if 'size_divisor' in self.input_spec else
+                      ' (the file records no padding divisor: checked before '
+                      'padding)')
             raise ImageTooSmallError(
                 f'{name} is {hw[0]}x{hw[1]} pixels, which the model\'s test '
                 f'resize (scale {self.scale}, keep_ratio={self.keep_ratio}) '
-                f'makes {h}x{w}; the model ({self.config}) needs at least '
-                f'{self.min_size} pixels on each side after it: crop the '
-                f'image to a less extreme aspect ratio or pad it')
+                f'makes {h}x{w}{padded}; the model ({self.config}) needs at '
+                f'least {self.min_size} pixels on each side: crop the image '
+                f'to a less extreme aspect ratio or pad it')
         return h, w
 
     def prepare(self, image, name: str = 'image'):

@@ -423,8 +423,15 @@ def test_clear_errors(seg, images, tmp_path):
         model(str(broken))
     # too small after the test resize: 4x400 -> 1x128
     with pytest.raises(ImageTooSmallError,
-                       match=r'makes 1x128; .* at least 29 pixels'):
+                       match=r'makes 1x128.*; .* at least 29 pixels'):
         model(np.zeros((4, 400, 3), np.uint8))
+    # the check is on the padded size where the file records the divisor
+    model.size_divisor = 32
+    assert model.check_size((4, 400)) == (1, 128)
+    model.min_size = 64
+    with pytest.raises(ImageTooSmallError, match='makes 1x128, padded to '
+                       '32x128; .* at least 64 pixels'):
+        model.check_size((4, 400))
 
 
 # ------------------------------------------- the parts, against mmcv & co.
