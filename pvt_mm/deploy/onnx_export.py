@@ -1,6 +1,14 @@
-"""Whole-model ONNX export of pvt_mm detectors and segmentors.
+"""Whole-model ONNX export of pvt_mm detectors and segmentors: the
+network-only layout (``pytorch2onnx.py --no-end2end``).
 
-What goes into the graph (one input ``img``: the normalised, padded batch
+The default export is end to end (:mod:`pvt_mm.deploy.end2end`,
+:func:`~pvt_mm.deploy.export_end2end`): image and original size in, final
+predictions out, with the post-processing below rewritten in standard ONNX
+operators. This module's layout keeps the post-processing in PyTorch; it
+also serves the families without an end-to-end graph (query-based
+detectors) and shares the model loading, metadata and checks.
+
+What goes into the network-only graph (one input ``img``: the normalised, padded batch
 the model's data preprocessor makes, dynamic batch / height / width):
 
 * ``single_stage`` (RetinaNet, GFL, ATSS): backbone + neck + dense head,
