@@ -147,6 +147,33 @@ def test_end2end_matches_predict(tmp_path, name, backbone, dtype):
         assert num.shape == (batch, )
 
 
+def test_nms_pre_unset_drops_the_lowest_like_mmdet(tmp_path):
+    """Without ``nms_pre`` (mmdet's default -1), mmdet's
+    ``filter_scores_and_topk`` keeps ``scores[:-1]``: all candidates above
+    the threshold but the lowest of each level. The graph does the same
+    (a full sort, dynamic candidate count), in PyTorch and ONNX Runtime;
+    keeping that candidate gives another result (the control)."""
+    from pvt_mm.deploy.end2end import build_end2end
+    from pvt_mm.deploy.end2end.export import export_end2end
+    model = tiny_dense_model('retinanet_pvt_v2_b0_demo.py', 'pvtv2_li')
+    # few candidates per level, so that the dropped one shows
+    model.bbox_head.test_cfg.update(nms_pre=-1, score_thr=0.97)
+    path = str(tmp_path / 'retinanet.onnx')
+    export_end2end(model, path, shape=EXPORT_SHAPE, verify=False)
+    session = session_of(path)
+    module = build_end2end(model).eval()
+    shape, batch, ori = RUNS[0]
+    image = images(shape, batch)
+    ref = mmdet_predict(model, image, ori)
+    assert_same(ref, as_instances(*run_ort(session, image, ori)), max(ori))
+    with torch.no_grad():
+        assert_same(ref, as_instances(*module(
+            image, torch.tensor([ori] * batch))), max(ori), 1e-6)
+        module.nms_pre = 10 ** 5  # more than a level has
+        more = as_instances(*module(image, torch.tensor([ori] * batch)))
+    assert sum(map(len, more)) > sum(len(r.scores) for r in ref)
+
+
 def test_negative_control_perturbed_weight(tmp_path):
     """The comparison is not blind: 1% noise on one weight tensor of the
     PyTorch model makes its detections differ from the file's."""

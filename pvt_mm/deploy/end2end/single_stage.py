@@ -11,7 +11,9 @@ of a dense head (``BaseDenseHead.predict_by_feat`` and
 2. per level, mmdet's ``filter_scores_and_topk``: the (prior, class) pairs
    with score > ``score_thr``, at most ``nms_pre`` of them by score
    (``TopK`` over the level's scores, padded to ``nms_pre`` candidates,
-   unused ones marked invalid);
+   unused ones marked invalid); without ``nms_pre`` (mmdet's default -1)
+   mmdet keeps ``scores[:-1]``, all but the lowest, and so does the graph
+   (a full sort);
 3. the boxes decoded from those priors (``DeltaXYWHBBoxCoder`` with its
    means / stds / ratio clip, or GFL's distribution integral times the
    stride and ``distance2bbox`` from the anchor centres), clipped to the
@@ -25,7 +27,9 @@ of a dense head (``BaseDenseHead.predict_by_feat`` and
 
 Equal to ``model.predict(..., rescale=True)`` except where fp32 rounding
 decides: scores tied at the ``nms_pre`` or ``max_per_img`` cut and NMS
-ties (see :mod:`.nms`).
+ties (see :mod:`.nms`). Not repeated: mmcv's ``split_thr`` branch with
+``class_agnostic=True`` NMS (mmcv then suppresses per class; here the NMS
+stays class-agnostic), reachable only with 10000 candidates or more.
 """
 from typing import List, Optional, Sequence
 
@@ -116,12 +120,23 @@ class SingleStageEnd2End(nn.Module):
         """mmdet's ``filter_scores_and_topk``: ``(values, index, valid)``
         of the (prior, class) pairs with score > ``score_thr``, the best
         ``nms_pre`` of them."""
-        if self.nms_pre <= 0:
-            index = torch.zeros_like(scores, dtype=torch.int64) + \
-                torch.arange(scores.shape[1], device=scores.device)
-            return scores, index, scores > self.score_thr
         low = torch.full_like(scores, -float('inf'))
         masked = torch.where(scores > self.score_thr, scores, low)
+        if self.nms_pre <= 0:
+            # mmdet keeps scores[:min(nms_pre, n)] of the n above the
+            # threshold by descending score: with nms_pre < 0 all but the
+            # |nms_pre| lowest (the default -1 drops one), with 0 none
+            values, index = masked.sort(dim=1, descending=True)
+            above = values > self.score_thr
+            count = above.sum(1, keepdim=True)
+            limit = (count + self.nms_pre if self.nms_pre < 0
+                     else torch.zeros_like(count))
+            rank = torch.zeros_like(index) + torch.arange(
+                index.shape[1], device=index.device)
+            valid = above & (rank < limit)
+            index = torch.where(valid, index, torch.zeros_like(index))
+            values = torch.where(valid, values, torch.zeros_like(values))
+            return values, index, valid
         # nms_pre dummies: TopK's k never exceeds the entries
         masked = torch.cat(
             [masked, low[:, :1].expand(-1, self.nms_pre)], 1)
@@ -187,6 +202,7 @@ class SingleStageEnd2End(nn.Module):
 
     # ----------------------------------------------------------- forward
     def forward(self, image: Tensor, ori_shape: Tensor):
+        from mmdet.structures.bbox import get_box_tensor
         x = self.preprocess(image)
         outs = self.head(self.detector.extract_feat(x))
         cls_scores, bbox_preds = outs[0], outs[1]
@@ -194,8 +210,10 @@ class SingleStageEnd2End(nn.Module):
             list(outs[2]) if len(outs) > 2 and outs[2] is not None
             else [None] * len(cls_scores))
         sizes = [t.shape[-2:] for t in cls_scores]
-        mlvl_priors = self.head.prior_generator.grid_priors(
-            sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device)
+        mlvl_priors = [get_box_tensor(p) for p in
+                       self.head.prior_generator.grid_priors(
+                           sizes, dtype=cls_scores[0].dtype,
+                           device=cls_scores[0].device)]
         levels = [self._level(i, c, p, f, pr) for i, (c, p, f, pr) in
                   enumerate(zip(cls_scores, bbox_preds, factors,
                                 mlvl_priors))]
