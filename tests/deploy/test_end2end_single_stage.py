@@ -329,10 +329,10 @@ def test_pytorch2onnx_end2end_by_default(tmp_path, monkeypatch, capsys):
     """tools/deployment/pytorch2onnx.py exports end to end unless
     --no-end2end (today's network-only export, tested in
     test_deploy_onnx.py; here only which one runs, with what); a family
-    without an end-to-end graph (DETR) is refused with --no-end2end named."""
+    without an end-to-end graph is refused with --no-end2end named."""
     import json
 
-    from conftest import REPO_ROOT, load_tool, tiny_dense_config
+    from conftest import load_tool, tiny_dense_config
 
     from pvt_mm.deploy import ExportError
     export = load_tool('deployment/pytorch2onnx')
@@ -370,7 +370,9 @@ def test_pytorch2onnx_end2end_by_default(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):  # argparse: float32 is end-to-end only
         export.parse_args([cfg, '--no-end2end', '--input-dtype', 'float32'])
     monkeypatch.undo()
-    detr = osp.join(REPO_ROOT, 'configs', 'demo', 'detr_pvt_v2_b0_demo.py')
-    with pytest.raises(ExportError, match='DETR .* --no-end2end'):
-        export.main([detr, '--out', str(tmp_path / 'detr.onnx'), '--shape',
-                     '64', '64'])
+    # a family without a builder (here: single-stage's taken away)
+    from pvt_mm.deploy import end2end
+    end2end._load_builders()
+    monkeypatch.delitem(end2end._BUILDERS, 'single_stage')
+    with pytest.raises(ExportError, match='single_stage.*--no-end2end'):
+        export.main([cfg, '--out', out, '--shape', '64', '64'])

@@ -31,7 +31,7 @@ ties (see :mod:`.nms`). Not repeated: mmcv's ``split_thr`` branch with
 ``class_agnostic=True`` NMS (mmcv then suppresses per class; here the NMS
 stays class-agnostic), reachable only with 10000 candidates or more.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 import torch
