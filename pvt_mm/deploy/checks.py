@@ -1,19 +1,15 @@
 """The checks that turn bad input into one clear error: a checkpoint that
 does not belong to the config, an image the model cannot take, an ONNX file
 exported from another config."""
-import hashlib
-import json
 from typing import Optional, Sequence
 
 import torch.nn as nn
 
 from pvt_mm.models.checkpoint import CheckpointError
-
-#: Config keys that do not change the computation in the exported graph:
-#: weight initialisation, training settings, and test-time settings that
-#: the post-processing (run in PyTorch after ONNX Runtime) reads from the
-#: config anyway.
-NOT_IN_GRAPH = frozenset({'init_cfg', 'train_cfg', 'test_cfg', 'pretrained'})
+# torch-free, shared with the runtime (which checks end-to-end files)
+from pvt_mm.runtime.errors import ExportMismatchError  # noqa: F401
+from pvt_mm.runtime.fingerprint import (NOT_IN_GRAPH,  # noqa: F401
+                                        model_fingerprint)
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -24,27 +20,6 @@ class CheckpointMismatchError(CheckpointError):
 class InputSizeError(ValueError):
     """An image (after the test pipeline and padding) that is smaller than
     the model's deepest stage can process."""
-
-
-class ExportMismatchError(ValueError):
-    """An ONNX file that was not exported by pvt_mm from this config."""
-
-
-def _graph_relevant(obj):
-    if isinstance(obj, dict):
-        return {k: _graph_relevant(v) for k, v in sorted(obj.items())
-                if k not in NOT_IN_GRAPH}
-    if isinstance(obj, (list, tuple)):
-        return [_graph_relevant(v) for v in obj]
-    return obj
-
-
-def model_fingerprint(cfg) -> str:
-    """SHA-256 of the parts of ``cfg.model`` that decide the exported graph
-    (everything except :data:`NOT_IN_GRAPH`), as canonical JSON."""
-    model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model
-    text = json.dumps(_graph_relevant(model), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_state_dict(model: nn.Module, state_dict: dict, checkpoint: str,

@@ -1,34 +1,40 @@
-"""The config fingerprint an export records (``pvt_mm.model_sha256``),
-computed without torch.
-
-Same definition as :func:`pvt_mm.deploy.checks.model_fingerprint` (which
-imports torch with the rest of :mod:`pvt_mm.deploy`): SHA-256 of the
-canonical JSON of ``cfg.model`` without the keys of :data:`NOT_IN_GRAPH`.
-tests/deploy/test_runtime.py checks that both give the same value."""
+"""The config fingerprint an export records (``pvt_mm.model_sha256``):
+SHA-256 of the canonical JSON of ``cfg.model`` without the keys that do not
+decide the graph. Torch-free, so the runtime checks files with it;
+:mod:`pvt_mm.deploy.checks` uses the same function."""
 import hashlib
 import json
 
-#: Keys of ``cfg.model`` left out of the fingerprint (as
-#: ``pvt_mm.deploy.checks.NOT_IN_GRAPH``).
+#: Keys of ``cfg.model`` left out of the fingerprint of a network-only
+#: export: weight initialisation, training settings, and the test-time
+#: settings that its post-processing (in PyTorch) reads from the config.
 NOT_IN_GRAPH = frozenset({'init_cfg', 'train_cfg', 'test_cfg', 'pretrained'})
+#: An end-to-end graph holds the post-processing, so the model's
+#: ``test_cfg`` (score threshold, NMS, ``max_per_img``, the segmentor's
+#: mode) counts: the top-level one; the copies that mmdet's detectors put
+#: into their heads' configs when they build them do not.
+NOT_IN_END2END_GRAPH = NOT_IN_GRAPH - {'test_cfg'}
 
 
-def _graph_relevant(obj):
+def _graph_relevant(obj, skip=NOT_IN_GRAPH):
     if isinstance(obj, dict):
         return {k: _graph_relevant(v) for k, v in sorted(obj.items())
-                if k not in NOT_IN_GRAPH}
+                if k not in skip}
     if isinstance(obj, (list, tuple)):
         return [_graph_relevant(v) for v in obj]
     return obj
 
 
-def model_fingerprint(cfg) -> str:
+def model_fingerprint(cfg, end2end: bool = False) -> str:
     """SHA-256 of the parts of ``cfg.model`` that decide the exported graph
-    (``cfg``: an MMEngine ``Config`` or a dict with a ``model`` entry)."""
+    (``cfg``: an MMEngine ``Config`` or a dict with a ``model`` entry);
+    ``end2end``: of an end-to-end graph, which also holds ``test_cfg``."""
     model = cfg['model'] if isinstance(cfg, dict) else cfg.model
     if hasattr(model, 'to_dict'):
         model = model.to_dict()
-    text = json.dumps(_graph_relevant(model), sort_keys=True, default=str)
+    skip = NOT_IN_END2END_GRAPH if end2end else NOT_IN_GRAPH
+    text = json.dumps(_graph_relevant(model, skip), sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -53,4 +59,4 @@ def load_config(path: str, cfg_options=None):
     return cfg
 
 
-__all__ = ['NOT_IN_GRAPH', 'model_fingerprint', 'load_config']
+__all__ = ['NOT_IN_GRAPH', 'NOT_IN_END2END_GRAPH', 'model_fingerprint', 'load_config']

@@ -117,11 +117,11 @@ def export_tiny(folder, config, backbone, classes, end2end=True):
     if end2end:
         # the exporter's own ORT check is tested with the families; here
         # the runtime is compared with PyTorch directly
-        export_end2end(model, onnx, shape=(64, 64), verify=False)
+        meta = export_end2end(model, onnx, shape=(64, 64), verify=False)
     else:
-        export_onnx(model, onnx, shape=(64, 64), verify=False)
+        meta = export_onnx(model, onnx, shape=(64, 64), verify=False)
     return types.SimpleNamespace(model=model, cfg=cfg, config=cfg_path,
-                                 onnx=onnx)
+                                 onnx=onnx, meta=meta)
 
 
 @pytest.fixture(scope='module')
@@ -400,10 +400,10 @@ def test_clear_errors(seg, images, tmp_path):
         End2EndModel(str(text))
     # a file from another config (its fingerprint given)
     model = End2EndModel(seg.onnx)
-    assert model.fingerprint == model_fingerprint(seg.cfg)
+    assert model.fingerprint == model_fingerprint(seg.cfg, end2end=True)
     cvt = tiny_dense_config(SEG_CONFIG, 'cvt')
     with pytest.raises(ConfigMismatchError, match='exported from config'):
-        End2EndModel(seg.onnx, fingerprint=model_fingerprint(cvt),
+        End2EndModel(seg.onnx, fingerprint=model_fingerprint(cvt, True),
                      config='cvt.py')
     # images of the wrong kind
     img = cv2.imread(str(images / 'b.png'))
@@ -423,13 +423,16 @@ def test_clear_errors(seg, images, tmp_path):
     broken.write_bytes(b'\xff\xd8 truncated')
     with pytest.raises(ImageError, match='not an image OpenCV can decode'):
         model(str(broken))
-    # too small after the test resize: 4x400 -> 1x128
+    # the check is on the padded size (the file records the divisor): the
+    # demo pads to 32 >= the backbone's minimum 29, so 4x400 -> 1x128 runs
+    assert model.size_divisor == 32 and model.min_size == 29
+    assert model.check_size((4, 400)) == (1, 128)
+    # a model that does not pad, or needs more: too small after the resize
+    model.size_divisor = 1
     with pytest.raises(ImageTooSmallError,
                        match=r'makes 1x128.*; .* at least 29 pixels'):
         model(np.zeros((4, 400, 3), np.uint8))
-    # the check is on the padded size where the file records the divisor
     model.size_divisor = 32
-    assert model.check_size((4, 400)) == (1, 128)
     model.min_size = 64
     with pytest.raises(ImageTooSmallError, match='makes 1x128, padded to '
                        '32x128; .* at least 64 pixels'):
@@ -473,13 +476,21 @@ def test_rle_is_pycocotools():
                        'counts': ref['counts'].decode()}
 
 
-def test_fingerprint_without_torch_is_the_exporters(seg):
-    from pvt_mm.deploy.checks import model_fingerprint as with_torch
+def test_fingerprint(seg, det):
+    """The config read without its custom imports (torch-free) gives the
+    fingerprint the exporter recorded (also for a detector, whose build
+    copies ``test_cfg`` into its head's config); an end-to-end graph's
+    fingerprint also covers ``test_cfg`` (its post-processing), a
+    network-only graph's does not."""
     from pvt_mm.runtime import load_config, model_fingerprint
-    assert model_fingerprint(load_config(seg.config)) == with_torch(seg.cfg)
-    for name in (SEG_CONFIG, DET_CONFIG):
-        cfg = load_config(osp.join(REPO_ROOT, 'configs', 'demo', name))
-        assert model_fingerprint(cfg) == with_torch(cfg)
+    for export in (seg, det):
+        assert (model_fingerprint(load_config(export.config), end2end=True)
+                == export.meta['model_sha256'])
+    cfg = load_config(seg.config)
+    changed = load_config(seg.config, {'model.test_cfg.mode': 'slide'})
+    assert (model_fingerprint(changed, end2end=True)
+            != model_fingerprint(cfg, end2end=True))
+    assert model_fingerprint(changed) == model_fingerprint(cfg)
 
 
 def test_instance_masks_to_json_and_picture():

@@ -53,7 +53,7 @@ def run_end2end(args, session):
     from pvt_mm.runtime import End2EndModel, load_config, model_fingerprint
     from pvt_mm.runtime.cli import write_outputs
     cfg = load_config(args.config, args.cfg_options)
-    model = End2EndModel(args.onnx, fingerprint=model_fingerprint(cfg),
+    model = End2EndModel(args.onnx, fingerprint=model_fingerprint(cfg, end2end=True),
                          config=args.config, session=session)
     if args.checkpoint:
         print(f'[infer] {args.onnx} is an end-to-end export: it holds the '

@@ -28,14 +28,29 @@ class Preprocess(nn.Module):
     @classmethod
     def from_model(cls, model: nn.Module) -> 'Preprocess':
         """From ``model.data_preprocessor`` (mmdet's or mmseg's), for test
-        mode."""
+        mode; :class:`ExportError` for settings the graph does not repeat."""
+        from ..onnx_export import ExportError
         pre = model.data_preprocessor
-        divisor = getattr(pre, 'pad_size_divisor', None)
+        test_cfg = dict(getattr(pre, 'test_cfg', None) or {})
+        if test_cfg.get('size') is not None:  # mmseg
+            raise ExportError(
+                f'data_preprocessor.test_cfg.size={test_cfg["size"]} pads '
+                f'every test image to a fixed size, which the end-to-end '
+                f'graph does not repeat; use test_cfg=dict(size_divisor=...) '
+                f'or export with --no-end2end')
+        if not getattr(pre, '_enable_normalize', True):
+            raise ExportError(
+                'a model without normalisation in its data preprocessor '
+                '(mean / std None) has no end-to-end export; export it with '
+                '--no-end2end')
+        divisor = getattr(pre, 'pad_size_divisor', None)  # mmdet
         if divisor is None:  # mmseg: test_cfg=dict(size_divisor=...)
-            divisor = (getattr(pre, 'test_cfg', None) or {}).get(
-                'size_divisor', 1)
+            divisor = test_cfg.get('size_divisor') or 1
         pad_value = getattr(pre, 'pad_value', getattr(pre, 'pad_val', 0))
-        order = getattr(pre, '_channel_conversion', False)
+        # mmdet's DetDataPreprocessor calls it _channel_conversion, mmseg's
+        # SegDataPreProcessor channel_conversion
+        order = getattr(pre, '_channel_conversion',
+                        getattr(pre, 'channel_conversion', False))
         return cls(pre.mean.flatten().tolist(), pre.std.flatten().tolist(),
                    bool(order), divisor, pad_value)
 

@@ -30,31 +30,6 @@ from . import SEG_OUTPUTS, register
 from .preprocess import Preprocess
 
 
-def _seg_preprocess(model: nn.Module) -> Preprocess:
-    """:class:`Preprocess` of mmseg's ``SegDataPreProcessor`` in test mode
-    (channel order, normalisation, padding to ``test_cfg.size_divisor``)."""
-    from ..onnx_export import ExportError
-    pre = model.data_preprocessor
-    test_cfg = dict(getattr(pre, 'test_cfg', None) or {})
-    if test_cfg.get('size') is not None:
-        raise ExportError(
-            f'data_preprocessor.test_cfg.size={test_cfg["size"]} pads every '
-            f'test image to a fixed size, which the end-to-end graph does not '
-            f'repeat; use test_cfg=dict(size_divisor=...) or export with '
-            f'--no-end2end')
-    if not getattr(pre, '_enable_normalize', True):
-        raise ExportError('a segmentor without normalisation in its data '
-                          'preprocessor (mean / std None) has no end-to-end '
-                          'export; export it with --no-end2end')
-    # mmseg names the switch ``channel_conversion`` (mmdet / mmengine:
-    # ``_channel_conversion``)
-    bgr_to_rgb = bool(getattr(pre, 'channel_conversion',
-                              getattr(pre, '_channel_conversion', False)))
-    return Preprocess(pre.mean.flatten().tolist(), pre.std.flatten().tolist(),
-                      bgr_to_rgb, test_cfg.get('size_divisor') or 1,
-                      getattr(pre, 'pad_val', 0))
-
-
 class SegmentorEnd2End(nn.Module):
     """``forward(image (B, 3, H, W), ori_shape (B, 2) int64) ->
     (label_map (B, h, w) int64,)`` for an mmseg ``EncoderDecoder``; ``h, w``
@@ -72,7 +47,7 @@ class SegmentorEnd2End(nn.Module):
                 f"mode='whole' (the Semantic FPN configs'); export with "
                 f"--no-end2end or set model.test_cfg.mode='whole'")
         self.model = model
-        self.preprocess = _seg_preprocess(model)
+        self.preprocess = Preprocess.from_model(model)
         head = model.decode_head
         self.head_align_corners = bool(head.align_corners)
         self.align_corners = bool(getattr(model, 'align_corners',

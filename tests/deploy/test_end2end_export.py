@@ -1,0 +1,64 @@
+"""The end-to-end exporter's own ONNX Runtime check (``verify_end2end``):
+it passes what fp32 ties explain (two near-equal detections swapping
+places, one detection more or fewer at a cut) and refuses real
+differences."""
+import numpy as np
+import pytest
+
+from pvt_mm.deploy.end2end.export import _verify_detections
+from pvt_mm.deploy.onnx_export import ExportError
+
+
+def detections(n=6, k=10, seed=0, masks=False):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (1, k, 2))
+    out = {
+        'dets': np.concatenate([xy, xy + rng.uniform(5, 50, (1, k, 2))],
+                               -1).astype(np.float32),
+        'scores': np.sort(rng.uniform(0.1, 1, (1, k)))[:, ::-1].astype(
+            np.float32).copy(),
+        'labels': rng.integers(0, 3, (1, k)),
+        'num_dets': np.array([n]),
+    }
+    if masks:
+        out['masks'] = rng.integers(0, 2, (1, k, 20, 30)).astype(np.uint8)
+    for key in ('dets', 'scores'):
+        out[key][:, n:] = 0
+    out['labels'][:, n:] = -1
+    return out
+
+
+def swap(d, i, j):
+    d = {k: v.copy() for k, v in d.items()}
+    for k in ('dets', 'scores', 'labels', 'masks'):
+        if k in d:
+            d[k][0, [i, j]] = d[k][0, [j, i]]
+    return d
+
+
+def test_ties_pass():
+    e = detections(masks=True)
+    _verify_detections(e, {k: v.copy() for k, v in e.items()}, '', 'f')
+    # two detections in the other order (a score tie)
+    _verify_detections(e, swap(e, 2, 3), '', 'f')
+    # one more detection at the cut
+    g = {k: v.copy() for k, v in e.items()}
+    g['num_dets'] = g['num_dets'] + 1
+    _verify_detections(e, g, '', 'f')
+
+
+def test_differences_fail():
+    e = detections(masks=True)
+    moved = {k: v.copy() for k, v in e.items()}
+    moved['dets'][0, 1] += 3.
+    with pytest.raises(ExportError, match='2 of 6 detections differ'):
+        _verify_detections(e, moved, '', 'f')
+    relabelled = {k: v.copy() for k, v in e.items()}
+    relabelled['labels'][0, 0] = (relabelled['labels'][0, 0] + 1) % 3
+    with pytest.raises(ExportError, match='detections differ'):
+        _verify_detections(e, relabelled, '', 'f')
+    # a mask of a matching detection
+    masked = {k: v.copy() for k, v in e.items()}
+    masked['masks'][0, 0] = 1 - masked['masks'][0, 0]
+    with pytest.raises(ExportError, match='mask pixels'):
+        _verify_detections(e, masked, '', 'f')
