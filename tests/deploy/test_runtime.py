@@ -132,13 +132,6 @@ def seg(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def det(tmp_path_factory):
-    try:
-        from pvt_mm.deploy.end2end import single_stage  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name != 'pvt_mm.deploy.end2end.single_stage':
-            raise
-        pytest.skip('no single-stage end-to-end export yet '
-                    '(pvt_mm/deploy/end2end/single_stage.py)')
     return export_tiny(tmp_path_factory.mktemp('det'), DET_CONFIG, 'pvtv2',
                        DET_CLASSES)
 
