@@ -600,6 +600,88 @@ def test_two_stage_negative_control(tmp_path):
             assert sum(flagged) > 0.25 * len(flagged)
 
 
+# ------------------------------------------------------------ Sparse R-CNN
+def tiny_sparse_rcnn(backbone: str):
+    """configs/demo/sparse_rcnn_pvt_v2_b0_demo.py narrowed like the others,
+    with :func:`conftest.spread_weights`, except the LayerNorms of the
+    dynamic-instance heads (random ones collapse the queries' features
+    onto one: all scores within 1e-4), their box regressors (scaled down)
+    and the learnt proposals (spread over the image instead of random
+    signs)."""
+    from conftest import DENSE_BACKBONES
+    from pvt_mm.cli import load_config
+    from pvt_mm.deploy import load_model
+    cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo',
+                                   'sparse_rcnn_pvt_v2_b0_demo.py'))
+    bb, channels = DENSE_BACKBONES[backbone]
+    m = cfg.model
+    m.backbone = dict(bb, drop_path_rate=0.0, init_cfg=None)
+    m.neck.update(in_channels=channels, out_channels=32)
+    m.rpn_head.proposal_feature_channel = 32
+    m.roi_head.proposal_feature_channel = 32
+    m.roi_head.bbox_roi_extractor.out_channels = 32
+    m.roi_head.bbox_head = [
+        dict(h, in_channels=32, feedforward_channels=64, num_heads=2,
+             dynamic_conv_cfg=dict(h['dynamic_conv_cfg'], in_channels=32,
+                                   out_channels=32, feat_channels=16))
+        for h in m.roi_head.bbox_head]
+    model = spread_weights(load_model(cfg))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for head in model.roi_head.bbox_head:
+            for module in head.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.reset_parameters()
+            # box steps of a few per cent a stage (random ones compound
+            # over six stages to boxes thousands of pixels off the image)
+            head.fc_reg.weight.mul_(0.05)
+            head.fc_reg.bias.mul_(0.05)
+        boxes = model.rpn_head.init_proposal_bboxes.weight  # cx, cy, w, h
+        boxes.copy_(torch.cat([torch.rand(len(boxes), 2, generator=g),
+                               torch.rand(len(boxes), 2, generator=g) * 0.6
+                               + 0.05], 1))
+    return model
+
+
+def test_sparse_rcnn_end2end_matches_predict(tmp_path):
+    """Sparse R-CNN (no NMS: six RoIAlign + dynamic-instance stages, top
+    (query, class) scores): ONNX Runtime and the eager module against
+    mmdet's predict at sizes not seen at export."""
+    from pvt_mm.deploy.end2end import build_end2end
+    model = tiny_sparse_rcnn('pvtv2')
+    path = export(model, str(tmp_path / 'sparse.onnx'))
+    ops = onnx_ops(path)
+    assert {d for d, _, _ in ops} <= {'', 'ai.onnx'}
+    types = {t for _, t, _ in ops}
+    assert 'RoiAlign' in types and 'NonMaxSuppression' not in types
+    module = build_end2end(model).eval()
+    k = model.test_cfg.rcnn.max_per_img
+    g = torch.Generator().manual_seed(3)
+    for (h, w), b, ori in RUN_CASES:
+        image = torch.randint(0, 256, (b, 3, h, w), generator=g,
+                              dtype=torch.uint8)
+        ref = predict(model, image, ori)
+        with torch.no_grad():
+            eager = module(image, torch.tensor([ori] * b))
+        for out in (run_ort(path, image, ori), eager):
+            assert out[0].shape == (b, k, 4)
+            for i in range(b):
+                got = Dets(out, i)
+                assert len(got) == len(ref[i]) == k
+                # no NMS: nothing overlaps into a tie (IoU > 1 never holds)
+                assert_same_detections(ref[i], got, max(ori), 1.01, k)
+
+
+def test_query_based_refuses_detr():
+    from conftest import tiny_dense_config as config
+
+    from pvt_mm.deploy import ExportError, load_model
+    from pvt_mm.deploy.end2end import build_end2end
+    model = load_model(config('detr_pvt_v2_b0_demo.py', 'pvtv2'))
+    with pytest.raises(ExportError, match='DETR-family .* --no-end2end'):
+        build_end2end(model)
+
+
 def test_faster_rcnn_end2end_matches_predict(tmp_path):
     """Without a mask head mmdet rescales the boxes before the NMS (with one,
     after): Mask R-CNN less its mask head, one size not seen at export."""

@@ -60,7 +60,7 @@ def register(kind: str):
 
 
 #: the modules whose builders register themselves on import
-FAMILY_MODULES = ('single_stage', 'two_stage', 'segmentor')
+FAMILY_MODULES = ('single_stage', 'two_stage', 'query_based', 'segmentor')
 
 
 def _load_builders() -> None:
