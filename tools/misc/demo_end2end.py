@@ -72,12 +72,12 @@ def tile(pictures, cols, zoom, gap=4):
 
 def write_small_jpeg(path, img, max_kb):
     """``img`` as a JPEG of the highest quality (95 down to 40) under
-    ``max_kb``; returns the quality."""
+    ``max_kb`` kilobytes (1000 bytes); returns the quality."""
     import cv2
     for quality in range(95, 35, -5):
         ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY,
                                              quality])
-        if ok and len(buf) <= max_kb * 1024:
+        if ok and len(buf) <= max_kb * 1000:
             os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
             buf.tofile(path)
             return quality
@@ -107,7 +107,7 @@ def main(argv=None):
     quality = write_small_jpeg(args.out, picture, args.max_kb)
     print(f'[demo_end2end] {args.out}: {len(images)} pictures of the '
           f'runtime, {picture.shape[1]}x{picture.shape[0]}, JPEG quality '
-          f'{quality}, {osp.getsize(args.out) / 1024:.0f} KB')
+          f'{quality}, {osp.getsize(args.out) / 1000:.0f} kB')
     return args.out
 
 
