@@ -38,27 +38,43 @@ def swap(d, i, j):
 
 def test_ties_pass():
     e = detections(masks=True)
-    _verify_detections(e, {k: v.copy() for k, v in e.items()}, '', 'f')
+    _verify_detections(e, {k: v.copy() for k, v in e.items()}, '', 'f', 100)
     # two detections in the other order (a score tie)
-    _verify_detections(e, swap(e, 2, 3), '', 'f')
+    _verify_detections(e, swap(e, 2, 3), '', 'f', 100)
     # one more detection at the cut
     g = {k: v.copy() for k, v in e.items()}
     g['num_dets'] = g['num_dets'] + 1
-    _verify_detections(e, g, '', 'f')
+    _verify_detections(e, g, '', 'f', 100)
+    # two detections of equal score where each side kept another member
+    # (thin RoIs at the border pool the same pixels)
+    e2 = {k: v.copy() for k, v in e.items()}
+    e2['scores'][0, 3] = e2['scores'][0, 2]
+    e2['labels'][0, 3] = e2['labels'][0, 2]
+    g2 = {k: v.copy() for k, v in e2.items()}
+    g2['dets'][0, 2] += 20.
+    _verify_detections(e2, g2, '', 'f', 100)
 
 
 def test_differences_fail():
     e = detections(masks=True)
+    # every box moved, scores kept (e.g. a wrong rescale): not ties
+    moved = {k: v.copy() for k, v in e.items()}
+    moved['dets'] *= 1.05
+    with pytest.raises(ExportError, match='12 detections .*of 6 per side.*12 of '
+                       'them with an equal-score partner'):
+        _verify_detections(e, moved, '', 'f', 100)
+    # one box moved and one score changed: not a tie
     moved = {k: v.copy() for k, v in e.items()}
     moved['dets'][0, 1] += 3.
-    with pytest.raises(ExportError, match='2 of 6 detections differ'):
-        _verify_detections(e, moved, '', 'f')
+    moved['scores'][0, 1] -= 0.01
+    with pytest.raises(ExportError, match='2 detections .*of 6 per side.*0 of them'):
+        _verify_detections(e, moved, '', 'f', 100)
     relabelled = {k: v.copy() for k, v in e.items()}
     relabelled['labels'][0, 0] = (relabelled['labels'][0, 0] + 1) % 3
-    with pytest.raises(ExportError, match='detections differ'):
-        _verify_detections(e, relabelled, '', 'f')
+    with pytest.raises(ExportError, match='have no twin'):
+        _verify_detections(e, relabelled, '', 'f', 100)
     # a mask of a matching detection
     masked = {k: v.copy() for k, v in e.items()}
     masked['masks'][0, 0] = 1 - masked['masks'][0, 0]
     with pytest.raises(ExportError, match='mask pixels'):
-        _verify_detections(e, masked, '', 'f')
+        _verify_detections(e, masked, '', 'f', 100)

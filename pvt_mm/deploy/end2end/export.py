@@ -80,12 +80,19 @@ VERIFY_RTOL = 1e-4
 #: scores within rounding swap places at the NMS or top-k cut, a pixel's two
 #: best classes tie): at most this fraction, and at least one detection
 VERIFY_TIE_FRACTION = 0.01
+#: Unpaired detections that have an equal-score partner of their label
+#: (each side kept another member of a tie) allowed: this fraction
+VERIFY_TIED_FRACTION = 0.1
 
 
 def _match_detections(expected: dict, got: dict, tol: dict) -> tuple:
     """Pair the valid detections of one image in both results by label,
     score and box within ``tol`` (order-insensitive: a tie may reorder);
-    return ``(pairs, unmatched)``."""
+    return ``(pairs, tied, unexplained)``: counts of unpaired detections
+    that a tie may explain and that none does. A tie: an unpaired detection
+    of the same label with a score within tolerance (mmcv and ONNX Runtime
+    may keep different members of it, e.g. two thin RoIs at the border
+    that pool the same pixels)."""
     n_e, n_g = int(expected['num_dets']), int(got['num_dets'])
     used, pairs = set(), []
     for i in range(n_e):
@@ -99,31 +106,50 @@ def _match_detections(expected: dict, got: dict, tol: dict) -> tuple:
                 used.add(j)
                 pairs.append((i, j))
                 break
-    return pairs, (n_e - len(pairs)) + (n_g - len(pairs))
+    labels = np.concatenate([expected['labels'][:n_e], got['labels'][:n_g]])
+    scores = np.concatenate([expected['scores'][:n_e], got['scores'][:n_g]])
+    unpaired = ([i for i in range(n_e) if i not in {p[0] for p in pairs}]
+                + [n_e + j for j in range(n_g) if j not in used])
+
+    def tied(k):
+        same = ((labels == labels[k])
+                & (np.abs(scores - scores[k]) <= tol['scores']))
+        same[k] = False
+        same[[i for i, _ in pairs] + [n_e + j for _, j in pairs]] = False
+        return bool(same.any())
+    ties = sum(tied(k) for k in unpaired)
+    return pairs, ties, len(unpaired) - ties
 
 
-def _verify_detections(expected: dict, got: dict, where: str, path: str):
-    tol = {k: VERIFY_RTOL * max(float(np.abs(expected[k]).max()), 1e-6)
-           for k in ('dets', 'scores')}
+def _verify_detections(expected: dict, got: dict, where: str, path: str,
+                       image_side: float):
+    # docs/testing.md: score within 1e-4, box within 1e-3 of the image side
+    tol = {'scores': 1e-4, 'dets': 1e-3 * image_side}
     batch = expected['dets'].shape[0]
-    unmatched, total, mask_bad, mask_px = 0, 0, 0, 0
+    unmatched, ties, total, mask_bad, mask_px = 0, 0, 0, 0, 0
     for b in range(batch):
         e = {k: v[b] for k, v in expected.items()}
         g = {k: v[b] for k, v in got.items()}
-        pairs, missing = _match_detections(e, g, tol)
+        pairs, tied, missing = _match_detections(e, g, tol)
         unmatched += missing
+        ties += tied
         total += max(int(e['num_dets']), int(g['num_dets']))
         if 'masks' in e:
             for i, j in pairs:
                 mask_bad += int((e['masks'][i] != g['masks'][j]).sum())
                 mask_px += e['masks'][i].size
-    if unmatched > max(1, VERIFY_TIE_FRACTION * total):
+    # one detection more or fewer at the score cut-off (a tie with the
+    # threshold) is not a failure, nor a few equal-score ties; a wrong
+    # graph that keeps scores (e.g. a wrong rescale) moves many boxes
+    if (unmatched > max(1, VERIFY_TIE_FRACTION * total)
+            or ties > max(2, VERIFY_TIED_FRACTION * total)):
         raise ExportError(
-            f'{path}: {unmatched} of {total} detections differ between ONNX '
-            f'Runtime and PyTorch {where} (label, score within '
-            f'{tol["scores"]:.3g} and box within {tol["dets"]:.3g}); an op '
-            f'records a size of the export input as a constant or has no '
-            f'faithful ONNX form')
+            f'{path}: {unmatched + ties} detections of ONNX Runtime and '
+            f'PyTorch (of {total} per side) have no twin {where} (same label, '
+            f'score within {tol["scores"]:.3g}, box within '
+            f'{tol["dets"]:.3g}), {ties} of them with an equal-score '
+            f'partner (a tie); an op records a size of the export input as '
+            f'a constant or has no faithful ONNX form')
     if mask_bad > VERIFY_TIE_FRACTION * max(mask_px, 1):
         raise ExportError(f'{path}: {mask_bad} of {mask_px} mask pixels of '
                           f'matching detections differ between ONNX Runtime '
@@ -164,7 +190,8 @@ def verify_end2end(module: nn.Module, path: str, names: Sequence[str],
             raise ExportError(f'{path}: label_map differs from PyTorch in '
                               f'{bad} of {e.size} pixels {where}')
     if 'dets' in expected:
-        _verify_detections(expected, got, where, path)
+        _verify_detections(expected, got, where, path,
+                           float(ori_shape.max()))
 
 
 def export_end2end(model: nn.Module, out: str,
