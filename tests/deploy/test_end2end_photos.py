@@ -6,10 +6,10 @@ The other end-to-end tests feed random pixels to the graph at small sizes.
 Here the inputs are photographs (scikit-image's sample images: astronaut,
 coffee, chelsea, rocket, the Hubble deep field), written to files, and the
 configs get the real test resize: ``Resize(scale=(1333, 800))`` for the
-detectors, ``(2048, 512)`` for Semantic FPN, so the graphs run at 800 to
-1333 pixels a side. Each model (tiny backbone of each family, random heads
-spread by ``spread_weights``) is exported at the exporter's default size
-and then:
+detectors, ``(2048, 512)`` for Semantic FPN, so the graphs run at 512 to
+1333 pixels a side. Each model (RetinaNet and Semantic FPN with a tiny
+backbone of each family, Mask R-CNN with PVTv2 and CvT; random heads spread
+by ``spread_weights``) is exported at the exporter's default size and then:
 
 * the file runs through :class:`pvt_mm.runtime.End2EndModel`, which reads
   the photograph, resizes it as mmcv does and feeds the graph;
@@ -21,14 +21,26 @@ Boxes, scores and labels must agree within the fp32 tolerance of
 docs/testing.md (score within 1e-4, box within 1e-3 of the original
 image's longer side), every detection paired with a twin except those fp32
 rounding decides (at the score cut-off / ``max_per_img`` or in an NMS tie),
-which are counted and must be few; masks of paired detections may differ
-at pixels of probability 0.5 only (at most 1% of a mask); label maps only
-where the two best logits tie within fp32 rounding (at most 1% of the
-pixels). Each test prints what it measured (``-s``). Negative controls:
-1% noise on one weight of the PyTorch model after export fails the
-comparisons. About 1.5 minutes on 2 CPU cores.
+which are counted and must be few; masks of paired detections only at
+pixels whose probability is 0.5 within rounding (:func:`compare_masks`);
+label maps only where the two best logits tie within fp32 rounding (at most
+1% of the pixels).
+
+Photographs have flat regions, where neighbouring anchors see identical
+features and score exactly the same; mmcv and the graph order equal scores
+differently, so Mask R-CNN's RPN may keep different proposals of such a
+group, and a proposal only one side has becomes a detection only one side
+has. Mask R-CNN is therefore checked stage by stage: the graph's proposals
+against mmdet's RPN (equal but for such counted ties), the runtime's
+detections against mmdet's RoI head run on the graph's proposals (no
+exception), and against the whole ``test_step`` (a few detections let off,
+only when the RPN had ties).
+
+Each test prints what it measured (``-s``). Negative controls: 1% noise on
+one weight of the PyTorch model after export fails the comparisons. About
+1.5 minutes on 2 CPU cores.
 """
-import os.path as osp
+import contextlib
 
 import numpy as np
 import pytest
@@ -46,6 +58,10 @@ pytestmark = [pytest.mark.slow,
 SCORE_TOL, BOX_TOL_OF_SIDE, RTOL = 1e-4, 1e-3, 1e-4
 #: at most this fraction of the detections / pixels may differ at ties
 TIE_FRACTION = 0.01
+#: mask pixels of twins may differ where mmdet's pasted probability is
+#: within MASK_PROB_TOL of the 0.5 cut, plus what the twins' box difference
+#: explains (MASK_CELLS: FCNMaskHead's 28 x 28 grid; :func:`compare_masks`)
+MASK_PROB_TOL, MASK_CELLS = 1e-4, 28
 #: the real configs' test resizes
 DET_SCALE, SEG_SCALE = (1333, 800), (2048, 512)
 #: the photographs (scikit-image's names) and the file each is written to
@@ -186,10 +202,13 @@ def explained_by_ties(mine, other, lone, iou_thr):
     return np.asarray(ok, dtype=bool)
 
 
-def compare_detections(ref_instances, dets, side, iou_thr):
+def compare_detections(ref_instances, dets, side, iou_thr,
+                       allowed: int = 0):
     """mmdet's ``pred_instances`` against the runtime's
     :class:`~pvt_mm.runtime.Detections`; asserts the rule of the module
-    docstring and returns what was measured."""
+    docstring, with ``allowed`` detections let off it (differences that an
+    earlier stage's counted ties explain), and returns what was
+    measured."""
     ref = (ref_instances.bboxes.numpy(), ref_instances.scores.numpy(),
            ref_instances.labels.numpy())
     got = (dets.boxes, dets.scores, dets.labels)
@@ -197,14 +216,16 @@ def compare_detections(ref_instances, dets, side, iou_thr):
     pairs = pair_detections(ref, got, side)
     lone_ref = sorted(set(range(len(ref[1]))) - {i for i, _ in pairs})
     lone_got = sorted(set(range(len(got[1]))) - {j for _, j in pairs})
+    unexplained = 0
     for mine, other, lone, which in ((ref, got, lone_ref, 'PyTorch'),
                                      (got, ref, lone_got, 'runtime')):
         ok = explained_by_ties(mine, other, lone, iou_thr)
-        assert ok.all(), (
+        unexplained += int((~ok).sum())
+        assert unexplained <= allowed, (
             f'{int((~ok).sum())} {which} detections have no twin and are '
             f'no tie: boxes {mine[0][lone][~ok][:3]}, scores '
             f'{mine[1][lone][~ok][:3]}, labels {mine[2][lone][~ok][:3]}')
-    ties = len(lone_ref) + len(lone_got)
+    ties = len(lone_ref) + len(lone_got) - unexplained
     total = max(len(ref[1]), len(got[1]))
     assert ties <= max(2, TIE_FRACTION * total), (ties, total)
     i, j = (np.asarray(x) for x in zip(*pairs))
@@ -213,26 +234,169 @@ def compare_detections(ref_instances, dets, side, iou_thr):
         ties=ties, max_score_err=float(np.abs(ref[1][i] - got[1][j]).max()),
         max_box_err=float(np.abs(ref[0][i] - got[0][j]).max()),
         box_tol=BOX_TOL_OF_SIDE * side)
+    if allowed:
+        stats['let_off'] = unexplained
     if ref_instances.get('masks') is not None:
-        stats.update(compare_masks(ref_instances.masks.numpy(), dets.masks,
-                                   pairs))
+        stats.update(compare_masks(ref_instances, dets, pairs))
     return stats
 
 
-def compare_masks(ref_masks, got_masks, pairs):
-    """Masks of paired detections: differing pixels at most 1% of a mask
-    (or 2 pixels); returns their total and the mask pixels compared."""
-    assert got_masks is not None and got_masks.shape[1:] == \
-        ref_masks.shape[1:], (None if got_masks is None else got_masks.shape,
-                              ref_masks.shape)
-    bad = area = worst = 0
+def rpn_parity(model, image, rpn_cfg, monkeypatch):
+    """The end-to-end module's RPN (eager, as traced) against mmdet's
+    ``RPNHead.predict`` on the same features of the resized ``image``
+    (``(1, 3, H, W)`` uint8). Proposals are paired by box (both decode the
+    same anchors with the same code: equal to the bit); one without a twin
+    must be a tie: its score exactly that of another candidate (identical
+    neighbourhoods in a flat region of a photograph give identical
+    features, and mmcv and the graph order equal scores differently, so
+    NMS keeps different ones of them), at the ``max_per_img`` cut, or a
+    consequence of one (it overlaps, above the NMS threshold, a proposal
+    without a twin on the other side scored at least as high). Returns the
+    features, the module's proposals and what was measured."""
+    import pvt_mm.deploy.end2end.nms as nms
+    from mmdet.structures import DetDataSample
+
+    from pvt_mm.deploy.end2end import build_end2end
+    module = build_end2end(model).eval()
+    seen = {}
+    original = nms.batched_nms
+
+    def spy(boxes, scores, *args, **kwargs):
+        keep, valid = original(boxes, scores, *args, **kwargs)
+        seen.update(scores=scores[0], keep=keep[0][valid[0]],
+                    boxes=boxes[0])
+        return keep, valid
+    monkeypatch.setattr(nms, 'batched_nms', spy)
+    h, w = image.shape[-2:]
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                         scale_factor=(1., 1.)))
+    with torch.no_grad():
+        feats = model.extract_feat(module.preprocess(image))
+        ref = model.rpn_head.predict(feats, [sample], rescale=False)[0]
+        module.rpn(feats, torch.tensor([h, w]))
+    monkeypatch.setattr(nms, 'batched_nms', original)
+    candidates = seen['scores'].numpy()
+    sides = [(ref.bboxes.numpy(), ref.scores.numpy()),
+             (seen['boxes'][seen['keep']].numpy(),
+              candidates[seen['keep'].numpy()])]
+    a, b = sides
+    same = (np.abs(a[0][:, None] - b[0][None]).max(-1) == 0) & (
+        a[1][:, None] == b[1][None])
+    twin = [same.any(1), same.any(0)]
+    iou_thr, cap = rpn_cfg.nms.iou_threshold, rpn_cfg.max_per_img
+    explained = []
+    for k, (boxes, scores) in enumerate(sides):
+        other = sides[1 - k][1]
+        tied = np.array([(candidates == x).sum() > 1 for x in scores])
+        cut = scores <= (other.min() + SCORE_TOL if len(other) >= cap
+                         else scores.min())
+        explained.append(twin[k] | tied | cut)
+    overlap = _iou(a[0], b[0]) > iou_thr
+    while True:  # consequences, until nothing changes
+        lone_b = ~twin[1] & explained[1]
+        lone_a = ~twin[0] & explained[0]
+        grown = [explained[0] | (overlap & lone_b[None]
+                                 & (b[1][None] >= a[1][:, None] - SCORE_TOL)
+                                 ).any(1),
+                 explained[1] | (overlap & lone_a[:, None]
+                                 & (a[1][:, None] >= b[1][None] - SCORE_TOL)
+                                 ).any(0)]
+        if all((g == e).all() for g, e in zip(grown, explained)):
+            break
+        explained = grown
+    for k, which in enumerate(('mmdet', 'graph')):
+        bad = ~explained[k]
+        assert not bad.any(), (
+            f'{int(bad.sum())} {which} proposals have no twin and are no '
+            f'tie: {sides[k][0][bad][:3]}, scores {sides[k][1][bad][:3]}')
+    lone = int((~twin[0]).sum() + (~twin[1]).sum())
+    assert lone <= max(2, TIE_FRACTION * len(a[1])), lone
+    return feats, sides[1][0], dict(proposals=len(a[1]), rpn_ties=lone)
+
+
+def compare_masks(ref, got, pairs):
+    """Masks of paired detections (``ref``: mmdet's instances with
+    ``probs``, the probabilities it cut at 0.5; ``got``: the runtime's
+    Detections) may differ only at pixels whose probability is within
+    :data:`MASK_PROB_TOL` of 0.5 plus ``MASK_CELLS * d / min(w, h)``: the
+    twins' boxes differ by ``d`` (fp32), which moves the points where the
+    28 x 28 mask is sampled by up to that many cells, and the pasted
+    probability changes by at most 1 per cell between them. Returns the
+    differing pixels, the mask pixels compared and the largest share of its
+    allowance a difference used."""
+    assert got.masks is not None and got.masks.shape[1:] == \
+        ref.masks.shape[1:], (None if got.masks is None
+                              else got.masks.shape, ref.masks.shape)
+    masks, probs = ref.masks.numpy(), ref.probs
+    boxes_r, boxes_g = ref.bboxes.numpy(), got.boxes
+    bad = area = 0
+    used = 0.
     for i, j in pairs:
-        differ = int((ref_masks[i].astype(bool) != got_masks[j]).sum())
-        a = int(ref_masks[i].sum())
-        assert differ <= max(2, TIE_FRACTION * a), (i, differ, a)
-        bad, area, worst = bad + differ, area + a, max(worst, differ)
+        differ = masks[i] != got.masks[j]
+        area += int(masks[i].sum())
+        if not differ.any():
+            continue
+        d = float(np.abs(boxes_r[i] - boxes_g[j]).max())
+        side = float(max((boxes_r[i, 2:] - boxes_r[i, :2]).min(), 1e-6))
+        allowed = MASK_PROB_TOL + MASK_CELLS * d / side
+        gap = float(np.abs(probs[i][differ] - 0.5).max())
+        assert gap <= allowed, (
+            f'detection {i}: {int(differ.sum())} mask pixels differ, one '
+            f'of probability {0.5 + gap:.5f} or {0.5 - gap:.5f} (allowed '
+            f'0.5 +- {allowed:.3g})')
+        bad += int(differ.sum())
+        used = max(used, gap / allowed)
     return dict(mask_pixels_differ=bad, mask_area=area,
-                worst_mask_differ=worst)
+                mask_allowance_used=used)
+
+
+@contextlib.contextmanager
+def recording_pastes(monkeypatch):
+    """Records mmdet's pasted mask probabilities (``_do_paste_mask``'s
+    results, before the 0.5 cut) while mmdet predicts; :func:`with_probs`
+    attaches them to its results."""
+    import mmdet.models.roi_heads.mask_heads.fcn_mask_head as fcn
+    calls, original = [], fcn._do_paste_mask
+
+    def record(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append(out)
+        return out
+    monkeypatch.setattr(fcn, '_do_paste_mask', record)
+    try:
+        yield calls
+    finally:
+        monkeypatch.setattr(fcn, '_do_paste_mask', original)
+
+
+def with_probs(instances, calls):
+    """``instances`` with ``probs`` ``(n, h, w)``: on the CPU mmdet pastes
+    one mask per call, into the box's region of the image."""
+    instances.probs = np.zeros(tuple(instances.masks.shape), np.float32)
+    assert len(calls) == len(instances), (len(calls), len(instances))
+    for k, (probs, region) in enumerate(calls):
+        instances.probs[(k, ) + tuple(region)] = probs[0].numpy()
+    calls.clear()
+    return instances
+
+
+def centre_mask_logits(model):
+    """Shift the mask head's class logits to mean 0 on a few boxes of a
+    random image: the random head then gives masks of about half their box
+    (left as they are, most masks are empty and nothing is compared)."""
+    from mmdet.structures.bbox import bbox2roi
+    head = model.roi_head
+    image = torch.rand(1, 3, 128, 128,
+                       generator=torch.Generator().manual_seed(2))
+    boxes = torch.tensor([[4., 4., 60., 70.], [20., 10., 120., 50.],
+                          [0., 30., 40., 128.], [30., 30., 90., 100.]])
+    with torch.no_grad():
+        feats = model.extract_feat(image)
+        extractor = head.mask_roi_extractor
+        logits = head.mask_head(extractor(feats[:extractor.num_inputs],
+                                          bbox2roi([boxes])))
+        head.mask_head.conv_logits.bias -= logits.mean(dim=(0, 2, 3))
+    return model
 
 
 def compare_label_maps(ref_sample, label_map):
@@ -289,6 +453,51 @@ def test_retinanet_on_photos(tmp_path, photos, backbone, photo):
            stats)
 
 
+@pytest.mark.parametrize('backbone,photo', [
+    ('pvtv2', 'astronaut'),
+    ('cvt', 'coffee'),
+])
+def test_mask_rcnn_on_photos(tmp_path, photos, monkeypatch, backbone,
+                             photo):
+    """Two stages, two references. The RPN: the graph's proposals against
+    mmdet's, equal but for counted ties (:func:`rpn_parity`). The RoI
+    stage: the runtime's boxes and masks against mmdet's ``roi_head``
+    run on the graph's proposals (the rule of the module docstring, no
+    exception), and against mmdet's whole ``test_step``, where a
+    detection may be without twin only if the RPN had ties (a proposal
+    only one side has is a detection only one side has)."""
+    from mmengine.structures import InstanceData
+
+    from pvt_mm.runtime import End2EndModel
+    model = centre_mask_logits(
+        tiny_model('mask_rcnn_pvt_v2_b0_demo.py', backbone, DET_SCALE))
+    onnx_path = export(model, tmp_path, f'mask_rcnn_{backbone}')
+    path = photos[photo]
+    with recording_pastes(monkeypatch) as pastes:
+        ref = torch_predict(model, path, 'mmdet')
+        with_probs(ref.pred_instances, pastes)
+    dets, fed = runtime_predict(onnx_path, path)
+    assert tuple(fed) == tuple(ref.img_shape)
+    assert dets.masks is not None
+    side, cfg = max(ref.ori_shape), model.test_cfg
+    resized, _ = End2EndModel(onnx_path).prepare(path)
+    image = torch.from_numpy(resized).permute(2, 0, 1)[None].contiguous()
+    feats, proposals, stats = rpn_parity(model, image, cfg.rpn, monkeypatch)
+    with recording_pastes(monkeypatch) as pastes, torch.no_grad():
+        on_graph_proposals = with_probs(model.roi_head.predict(
+            feats, [InstanceData(bboxes=torch.from_numpy(proposals))],
+            [ref], rescale=True)[0], pastes)
+    stats.update(compare_detections(on_graph_proposals, dets, side,
+                                    cfg.rcnn.nms.iou_threshold))
+    report(f'Mask R-CNN {backbone} on {photo} {ref.ori_shape} -> {fed}, '
+           f'RoI stage on the graph\'s proposals', stats)
+    whole = compare_detections(
+        ref.pred_instances, dets, side, cfg.rcnn.nms.iou_threshold,
+        allowed=max(2, int(TIE_FRACTION * len(dets))) if stats['rpn_ties']
+        else 0)
+    report(f'Mask R-CNN {backbone} on {photo}, against test_step', whole)
+
+
 @pytest.mark.parametrize('backbone,photos_', [
     ('pvtv1', ('rocket', )),
     ('pvtv2', ('coffee', 'hubble_deep_field')),
@@ -335,3 +544,24 @@ def test_comparisons_are_not_blind(tmp_path, photos):
     ref = torch_predict(model, path, 'mmseg')
     with pytest.raises(AssertionError, match='not ties'):
         compare_label_maps(ref, seg.label_map)
+
+
+def test_mask_comparison_is_not_blind(tmp_path, photos, monkeypatch):
+    """Negative control of the mask rule: 1% noise on Mask R-CNN's mask
+    classifier after export changes the masks beyond it (boxes and scores
+    still pair)."""
+    model = centre_mask_logits(tiny_model('mask_rcnn_pvt_v2_b0_demo.py',
+                                          'pvtv2', DET_SCALE))
+    onnx_path = export(model, tmp_path, 'mask_rcnn')
+    path = photos['coffee']
+    dets, _ = runtime_predict(onnx_path, path)
+    w = model.roi_head.mask_head.conv_logits.weight
+    with torch.no_grad():
+        w.add_(0.01 * w.std() * torch.randn(
+            w.shape, generator=torch.Generator().manual_seed(4)))
+    with recording_pastes(monkeypatch) as pastes:
+        ref = torch_predict(model, path, 'mmdet')
+        with_probs(ref.pred_instances, pastes)
+    with pytest.raises(AssertionError, match='mask pixels differ'):
+        compare_detections(ref.pred_instances, dets, max(ref.ori_shape),
+                           model.test_cfg.rcnn.nms.iou_threshold)
