@@ -70,6 +70,12 @@ class _MultiHeadAttention(torch.autograd.Function):
                 'Constant', value_t=torch.tensor([0, 0, -1])))
         out = g.op('com.microsoft::MultiHeadAttention', tokens(q), tokens(k),
                    tokens(v), num_heads_i=num_heads, scale_f=scale)
+        # the output's type in the file (ONNX's shape inference does not
+        # know contrib operators; ONNX Runtime's quantization tools need it)
+        from torch.onnx import symbolic_helper
+        sizes = symbolic_helper._get_tensor_sizes(q) or [None] * 4
+        out.setType(q.type().with_sizes(
+            [sizes[0], sizes[2], num_heads * head_size]))
         out = g.op('Reshape', out, g.op('Constant', value_t=torch.tensor(
             [0, 0, num_heads, head_size])))
         # the layers merge the heads right after (transpose + reshape):

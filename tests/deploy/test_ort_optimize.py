@@ -286,3 +286,43 @@ def test_end2end_fused_file_matches_portable(tmp_path, config, family):
             # label maps: pixels may differ only where two classes tie
             assert ref[0].shape == (batch, *ori)
             assert (ref[0] != got[0]).mean() < 1e-3
+
+
+def test_pytorch2onnx_writes_ort_files(tmp_path, monkeypatch, capsys):
+    """``--ort fused int8`` writes model.ort.onnx / model.int8.onnx beside
+    the end-to-end file; ``--calibrate N`` quantizes the neck's and head's
+    convolutions with N calibration images (batches stubbed here: the test
+    needs no dataset)."""
+    import json
+
+    from conftest import load_tool
+    from pvt_mm.cli.analysis import fake_data
+    from pvt_mm.deploy import optimize
+    from pvt_mm.deploy.optimize import read_props
+    export = load_tool('deployment/pytorch2onnx')
+    cfg = str(tmp_path / 'retinanet_tiny.py')
+    tiny_config(DETECTOR, 'pvtv2').dump(cfg)
+    asked = []
+
+    def batches(cfg, count, split='train'):
+        asked.append(count)
+        return [fake_data('mmdet', (64, 96)) for _ in range(count)]
+    monkeypatch.setattr(optimize, 'calibration_batches', batches)
+    out = str(tmp_path / 'model.onnx')
+    export.main([cfg, '--out', out, '--shape', '64', '64', '--ort', 'fused',
+                 'int8', '--calibrate', '2'])
+    printed = capsys.readouterr().out
+    fused, int8 = str(tmp_path / 'model.ort.onnx'), str(tmp_path /
+                                                          'model.int8.onnx')
+    assert f'fused ONNX Runtime file -> {fused}' in printed
+    assert f'int8 ONNX Runtime file -> {int8}' in printed
+    assert asked == [2]
+    assert read_props(fused)['pvt_mm.end2end'] == '1'
+    assert read_props(fused)['pvt_mm.variant'] == 'fused'
+    quant = json.loads(read_props(int8)['pvt_mm.quantization'])
+    assert quant['static']['calibration_inputs'] == 2
+    counts = op_counts(int8)[0]
+    assert counts[('', 'QuantizeLinear')] > 0  # the static convolutions
+    assert counts[('', 'MatMulInteger')] > 0
+    assert op_counts(out)[0].get(('com.microsoft', 'MultiHeadAttention')) \
+        is None  # the portable file stays standard
