@@ -46,6 +46,19 @@ def parse_args(argv=None):
     parser.add_argument('--input-dtype', choices=('uint8', 'float32'),
                         help='end-to-end: the image input\'s dtype '
                         '(default uint8)')
+    parser.add_argument('--ort', nargs='+', choices=('fused', 'int8'),
+                        default=[], metavar='VARIANT',
+                        help='also write ONNX Runtime files beside --out '
+                        '(pvt_mm.deploy.optimize): fused -> NAME.ort.onnx '
+                        '(fused attention, ONNX Runtime\'s graph '
+                        'optimizations), int8 -> NAME.int8.onnx (that with '
+                        'int8 linear weights: faster, approximate); they run '
+                        'in ONNX Runtime only')
+    parser.add_argument('--calibrate', type=int, default=0, metavar='N',
+                        help='with --ort int8: also quantize the neck\'s and '
+                        'heads\' convolutions to int8, with activation ranges '
+                        'from the first N training images (test pipeline); '
+                        'needs the dataset and checkpoint')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         default={})
     args = parser.parse_args(argv)
@@ -68,6 +81,7 @@ def main(argv=None):
                               input_dtype=args.input_dtype or 'uint8',
                               opset=args.opset, checkpoint=args.checkpoint)
         print(describe_end2end(meta, out))
+        write_ort_files(args, model, out, shape)
         return out
     meta = export_onnx(model, out, shape=shape, opset=args.opset,
                        checkpoint=args.checkpoint)
@@ -75,7 +89,30 @@ def main(argv=None):
           f'{meta["config"]} traced at {meta["export_shape"]} -> {out} '
           f'(dynamic batch/height/width, min side {meta["min_size"]} px; '
           f'post-processing in PyTorch: pvt_mm.deploy.ORTModel)')
+    write_ort_files(args, model, out, shape)
     return out
+
+
+def write_ort_files(args, model, out: str, shape) -> None:
+    """``--ort``: the fused / int8 files beside ``out``, exported like it."""
+    if not args.ort:
+        return
+    from pvt_mm.deploy.optimize import (calibration_batches,
+                                        calibration_feeds,
+                                        export_ort_variants)
+    dtype = args.input_dtype or 'uint8'
+    extra = dict(input_dtype=dtype) if args.end2end else {}
+    int8 = {}
+    if args.calibrate:
+        int8['calibration'] = calibration_feeds(
+            model, calibration_batches(model.cfg, args.calibrate),
+            args.end2end, dtype)
+    written = export_ort_variants(model, out, variants=args.ort,
+                                  end2end=args.end2end, shape=shape,
+                                  opset=args.opset, int8_options=int8,
+                                  checkpoint=args.checkpoint, **extra)
+    for variant, path in written.items():
+        print(f'[pytorch2onnx] {variant} ONNX Runtime file -> {path}')
 
 
 def describe_end2end(meta: dict, out: str) -> str:
