@@ -13,9 +13,24 @@ Cells (batch 1, random weights: speed does not depend on them):
 * ``retinanet_b2`` at 800x1333: ``ours`` = configs/retinanet_pvt_v2_b2_coco.py
   in PyTorch, ``mmdet`` = ``mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py``
   (mmdet's ``PyramidVisionTransformerV2``), ``ours-ort`` = ours exported by
-  pvt_mm.deploy and run by ONNX Runtime (+ the same post-processing);
+  pvt_mm.deploy and run by ONNX Runtime;
 * ``sem_fpn_b2`` at 512x512: configs/sem_fpn_pvt_v2_b2_ade20k_40k.py in
   PyTorch and in ONNX Runtime.
+
+ONNX Runtime cells, one per file (pvt_mm.deploy.optimize): ``ours-ort`` the
+portable file (standard operators), ``ours-ort-fused`` the fused-attention
+file with ONNX Runtime's graph optimizations (``model.ort.onnx``),
+``ours-ort-int8`` that file with int8 MatMul weights (``model.int8.onnx``),
+``ours-ort-int8c`` that and the neck's and head's convolutions in int8
+with activation ranges calibrated on two random images (a speed
+measurement: its accuracy needs real calibration images,
+benchmarks/ort_variants_accuracy.py).
+``--ort-graph end2end`` (and ``auto``, the default, where the family has
+an end-to-end export) runs the end-to-end file: raw uint8 image in, final
+detections / label map out, everything in ONNX Runtime (the image is at
+the model's test size already, as for ``ours``, so no resize is timed);
+``network`` runs the network-only file through ``pvt_mm.deploy.ORTModel``
+with the data preprocessing and post-processing in PyTorch.
 
 Workloads: ``test`` is ``model.test_step(data)``: data preprocessing
 (normalisation, padding), the network and post-processing (box decoding and
@@ -67,12 +82,25 @@ MODELS = {
         size='800x1333', scope='mmdet',
         impls={'ours': 'configs/retinanet_pvt_v2_b2_coco.py',
                'mmdet': 'mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py',
-               'ours-ort': 'configs/retinanet_pvt_v2_b2_coco.py'}),
+               'ours-ort': 'configs/retinanet_pvt_v2_b2_coco.py',
+               'ours-ort-fused': 'configs/retinanet_pvt_v2_b2_coco.py',
+               'ours-ort-int8': 'configs/retinanet_pvt_v2_b2_coco.py',
+               'ours-ort-int8c': 'configs/retinanet_pvt_v2_b2_coco.py'}),
     'sem_fpn_b2': dict(
         size='512x512', scope='mmseg',
         impls={'ours': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
-               'ours-ort': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py'}),
+               'ours-ort': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
+               'ours-ort-fused': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
+               'ours-ort-int8': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
+               'ours-ort-int8c': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py'}),
 }
+
+#: ONNX Runtime cell -> the file it runs (pvt_mm.deploy.optimize.VARIANTS)
+ORT_VARIANTS = {'ours-ort': 'plain', 'ours-ort-fused': 'fused',
+                'ours-ort-int8': 'int8', 'ours-ort-int8c': 'int8c'}
+#: --ort-graph choices: the end-to-end file, the network-only one, or
+#: end-to-end where the family has a builder
+ORT_GRAPHS = ('auto', 'end2end', 'network')
 
 
 #: --dtype -> the torch.autocast dtype (None: fp32, autocast off)
@@ -116,14 +144,80 @@ def build(config, device: str):
     return load_model(cfg, device=device)
 
 
+def resolve_graph(model, graph: str) -> str:
+    """``'end2end'`` or ``'network'``: ``'auto'`` is end-to-end where the
+    model's family has an end-to-end export."""
+    if graph != 'auto':
+        return graph
+    from pvt_mm.deploy import ExportError, build_end2end
+    try:
+        build_end2end(model)
+    except ExportError:
+        return 'network'
+    return 'end2end'
+
+
 def export_worker(spec: dict) -> dict:
+    """Export the file of ``spec['variant']`` (plain / fused / int8) of
+    ``spec['graph']``; ``spec['onnx']`` names the portable file, the others
+    lie beside it (:func:`pvt_mm.deploy.optimize.variant_path`)."""
     import torch
     torch.set_num_threads(spec['threads'])
-    from pvt_mm.deploy import export_onnx
+    from pvt_mm.deploy import export_end2end, export_onnx
+    from pvt_mm.deploy.optimize import export_ort_variants
     model = build(spec['config'], 'cpu')
+    graph = resolve_graph(model, spec.get('graph', 'network'))
+    variant = spec.get('variant', 'plain')
+    shape = parse_size(spec['size'])
     start = time.perf_counter()
-    meta = export_onnx(model, spec['onnx'], shape=parse_size(spec['size']))
-    return dict(export_s=time.perf_counter() - start, kind=meta['kind'])
+    path = spec['onnx']
+    if variant == 'plain':
+        exporter = export_end2end if graph == 'end2end' else export_onnx
+        exporter(model, path, shape=shape)
+    elif variant == 'int8c':  # calibrated on random images: speed only
+        from pvt_mm.cli.analysis import fake_data
+        from pvt_mm.deploy.optimize import calibration_feeds
+        batches = [fake_data(spec['scope'], (256, 256)) for _ in range(2)]
+        feeds = calibration_feeds(model, batches, graph == 'end2end')
+        path = export_ort_variants(
+            model, path[:-len('.onnx')] + '_calibrated.onnx',
+            variants=('int8', ), end2end=graph == 'end2end', shape=shape,
+            int8_options=dict(calibration=feeds))['int8']
+    else:
+        path = export_ort_variants(model, path, variants=(variant, ),
+                                   end2end=graph == 'end2end',
+                                   shape=shape)[variant]
+    from pvt_mm.deploy.optimize import read_props
+    return dict(export_s=time.perf_counter() - start, graph=graph,
+                variant=variant, onnx=path,
+                kind=read_props(path)['pvt_mm.kind'])
+
+
+class End2EndRunner:
+    """An end-to-end file in an ONNX Runtime session, fed the raw batch of
+    :func:`pvt_mm.cli.analysis.fake_data` (uint8 images at the test size,
+    ``ori_shape`` = their size) through the graph's contract
+    (pvt_mm.deploy.end2end)."""
+
+    def __init__(self, path: str, threads: int, providers,
+                 profile_prefix: Optional[str] = None):
+        import onnxruntime as ort
+        from pvt_mm.deploy.optimize import read_props, session_options
+        options = session_options(threads)
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
+        self.session = ort.InferenceSession(path, options,
+                                            providers=providers)
+        self.dtype = json.loads(read_props(path)['pvt_mm.input'])['dtype']
+
+    def test_step(self, data):
+        import numpy as np
+        images = np.stack([img.cpu().numpy() for img in data['inputs']])
+        ori = np.array([s.ori_shape for s in data['data_samples']],
+                       dtype=np.int64)
+        return self.session.run(None, {'image': images.astype(self.dtype),
+                                       'ori_shape': ori})
 
 
 def cell_worker(spec: dict) -> dict:
@@ -133,14 +227,19 @@ def cell_worker(spec: dict) -> dict:
     device = spec['device']
     model = build(spec['config'], device)
     runner = model
-    if spec['impl'].endswith('-ort'):
+    if spec['impl'] in ORT_VARIANTS:
         from pvt_mm.deploy import ORTModel
         providers = (['CUDAExecutionProvider', 'CPUExecutionProvider']
                      if device == 'cuda' else ['CPUExecutionProvider'])
         prefix = (os.path.join(tempfile.gettempdir(), 'ort_profile')
                   if spec['profile'] else None)
-        runner = ORTModel(spec['onnx'], model, weights_loaded=False,
-                          providers=providers, profile_prefix=prefix)
+        if spec.get('graph') == 'end2end':
+            runner = End2EndRunner(spec['onnx'], spec['threads'], providers,
+                                   prefix)
+        else:
+            runner = ORTModel(spec['onnx'], model, weights_loaded=False,
+                              providers=providers, num_threads=spec['threads'],
+                              profile_prefix=prefix)
     shape = parse_size(spec['size'])
     dtype = DTYPES[spec.get('dtype', 'fp32')]
     dtype = dtype and getattr(torch, dtype)
@@ -184,7 +283,7 @@ def cell_worker(spec: dict) -> dict:
 
 def profile(runner, step, spec) -> List[list]:
     """Top operators of one more call: [name, ms, share]."""
-    if spec['impl'].endswith('-ort'):
+    if spec['impl'] in ORT_VARIANTS:
         step()
         path = runner.session.end_profiling()
         with open(path) as f:
@@ -234,9 +333,11 @@ def markdown(results: List[dict]) -> str:
             for r in rows:
                 ratio = (f'{r["median_s"] / ours["median_s"]:.2f}x'
                          if ours else 'n/a')
+                impl = r['impl'] + (f' ({r["graph"]})' if r.get('graph')
+                                    else '')
                 lines.append(
                     f'| {model} | {r["size"]} | {workload} | '
-                    f'{r.get("dtype", "fp32")} | {r["impl"]} | '
+                    f'{r.get("dtype", "fp32")} | {impl} | '
                     f'{r["median_s"]:.3f} | {r["cpu_s"]:.2f} | '
                     f'{r["peak_gib"]:.2f} | {ratio} |')
     return '\n'.join(lines)
@@ -636,7 +737,8 @@ def parse_args(argv=None):
                    help=f'default: {" ".join(MODELS)}; with --train-step '
                    f'{" ".join(TRAIN_STEP_MODELS)}')
     p.add_argument('--impls', nargs='+',
-                   help='default: ours mmdet ours-ort; with --train-step '
+                   help='default: ours mmdet ours-ort ours-ort-fused '
+                   'ours-ort-int8 ours-ort-int8c; with --train-step '
                    f'{" ".join(TRAIN_IMPLS)}')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--dtype', default='fp32', choices=list(DTYPES),
@@ -660,6 +762,11 @@ def parse_args(argv=None):
                    help='also record the top operators of each cell')
     p.add_argument('--onnx-dir', default=os.path.join(REPO, 'work_dirs',
                                                       'bench_onnx'))
+    p.add_argument('--ort-graph', choices=ORT_GRAPHS, default='auto',
+                   help='ONNX Runtime cells: the end-to-end file (raw image '
+                   'to detections / label map, all in ONNX Runtime), the '
+                   'network-only file (pre- and post-processing in '
+                   'PyTorch), or auto: end-to-end where the family has one')
     p.add_argument('--timeout', type=float, default=1800)
     p.add_argument('--json', help='write the results to this JSON file '
                    '(--train-step: JSON Lines, one record per cell, written '
@@ -734,7 +841,7 @@ def main(argv=None) -> int:
     if args.train_step:
         return train_step_main(train_step_args(args))
     args.models = args.models or list(MODELS)
-    args.impls = args.impls or ['ours', 'mmdet', 'ours-ort']
+    args.impls = args.impls or ['ours', 'mmdet', *ORT_VARIANTS]
     if set(args.models) - set(MODELS):
         extra = ' '.join(sorted(set(args.models) - set(MODELS)))
         raise SystemExit(f'--models: {extra} only with --train-step')
@@ -751,24 +858,29 @@ def main(argv=None) -> int:
         for impl, config in info['impls'].items():
             if impl not in args.impls:
                 continue
-            if impl.endswith('-ort') and (workload == 'train'
-                                          or args.dtype != 'fp32'):
+            if impl in ORT_VARIANTS and (workload == 'train'
+                                         or args.dtype != 'fp32'):
                 continue  # ONNX Runtime runs the fp32 graph, inference only
             spec = dict(model=model, impl=impl, config=config, size=size,
                         scope=info['scope'], device=args.device,
                         dtype=args.dtype, workload=workload,
                         threads=args.threads, repeats=args.repeats,
                         warmup=args.warmup, profile=args.profile)
-            if impl.endswith('-ort'):
-                onnx = os.path.join(args.onnx_dir, f'{model}_{size}.onnx')
-                if onnx not in exports:
-                    print(f'[bench] exporting {model} at {size} ...',
-                          flush=True)
-                    exports[onnx] = spawn('export', dict(spec, onnx=onnx),
-                                          args.timeout)
-                if exports[onnx] is None:
+            if impl in ORT_VARIANTS:
+                variant = ORT_VARIANTS[impl]
+                onnx = os.path.join(args.onnx_dir, f'{model}_{size}_'
+                                    f'{args.ort_graph}.onnx')
+                key = (onnx, variant)
+                if key not in exports:
+                    print(f'[bench] exporting {model} at {size} '
+                          f'({args.ort_graph}, {variant}) ...', flush=True)
+                    exports[key] = spawn(
+                        'export', dict(spec, onnx=onnx, variant=variant,
+                                       graph=args.ort_graph), args.timeout)
+                if exports[key] is None:
                     continue
-                spec['onnx'] = onnx
+                spec.update(onnx=exports[key]['onnx'],
+                            graph=exports[key]['graph'], variant=variant)
             print(f'[bench] {model} {workload} {args.dtype} {impl} {size} ...',
                   flush=True)
             res = spawn('cell', spec, args.timeout, args.in_process)

@@ -8,7 +8,9 @@ accuracy.
 
 The int8 variants differ in their quantization settings
 (``pvt_mm.deploy.optimize.quantize_int8``): per tensor or per output
-channel, MatMul weights only or MatMul + Conv.
+channel, MatMul weights only or MatMul + Conv (dynamic), and the default
+with the neck's and head's convolutions quantized statically, calibrated
+on ``--calibrate`` training images read with the test pipeline.
 """
 import argparse
 import json
@@ -19,10 +21,11 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'demo', 'retinanet_pvt_v2_b0_demo.py')
 
-#: name -> quantize_int8 options
+#: name -> quantize_int8 options (beyond pvt_mm.deploy.optimize's
+#: INT8_DEFAULTS: MatMul weights, per channel)
 INT8 = {
-    'int8': dict(),
-    'int8-per-channel': dict(per_channel=True),
+    'int8-per-channel': dict(),
+    'int8-per-tensor': dict(per_channel=False),
     'int8-matmul+conv': dict(op_types=('MatMul', 'Conv')),
 }
 
@@ -46,13 +49,17 @@ def main(argv=None):
     p.add_argument('--out-dir', default=osp.join(REPO, 'work_dirs',
                                                  'ort_variants'))
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--calibrate', type=int, default=32,
+                   help='training images for the calibrated int8 file')
     p.add_argument('--json', help='write the metrics here')
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
     from pvt_mm.cli import build_runner, load_config, prepare
     from pvt_mm.deploy import ORTModel, export_onnx, load_model
-    from pvt_mm.deploy.optimize import export_ort_variants
+    from pvt_mm.deploy.optimize import (calibration_batches,
+                                        calibration_feeds,
+                                        export_ort_variants)
     checkpoint = osp.abspath(args.checkpoint)
     out_dir = osp.abspath(args.out_dir)
     os.chdir(REPO)  # the config's data paths are relative to the repo
@@ -73,6 +80,11 @@ def main(argv=None):
             model, osp.join(out_dir, name + '.onnx'), variants=('int8', ),
             shape=shape, checkpoint=checkpoint,
             int8_options=options)['int8']
+    feeds = calibration_feeds(model, calibration_batches(cfg, args.calibrate))
+    files['ort-int8-calibrated-convs'] = export_ort_variants(
+        model, osp.join(out_dir, 'calibrated.onnx'), variants=('int8', ),
+        shape=shape, checkpoint=checkpoint,
+        int8_options=dict(calibration=feeds))['int8']
     results = {'pytorch': evaluate(model, dataloader, evaluator)}
     for name, path in files.items():
         results[name] = evaluate(ORTModel(path, model), dataloader, evaluator)
