@@ -3,10 +3,11 @@ network-only ONNX export in ONNX Runtime (``ORTModel``: post-processing in
 PyTorch), and through their end-to-end export run by the torch-free
 runtime (``pvt_mm.runtime.End2EndModel``, fed the validation set's original
 image files, which it reads and resizes itself). COCO box mAP (RetinaNet +
-PVTv2-B0) and mIoU (Semantic FPN + PVTv2-B0), and every other metric their
-evaluators report, agree to three decimals. The models are briefly trained
-on generated data first, so the metrics are not those of an untrained
-model. ``slow``: about three minutes on 2 CPU cores."""
+PVTv2-B0), mIoU (Semantic FPN + PVTv2-B0) and COCO mask mAP (Mask R-CNN +
+PVTv2-B0), and every other metric their evaluators report, agree to three
+decimals. The models are briefly trained on generated data first, so the
+metrics are not those of an untrained model. ``slow``: about ten minutes on
+2 CPU cores, most of it training Mask R-CNN."""
 import os.path as osp
 
 import pytest
@@ -72,6 +73,8 @@ def evaluate_runtime(runtime, dataloader, evaluator) -> dict:
      'coco/bbox_mAP'),
     ('sem_fpn_pvt_v2_b0_demo.py', 'ade', {'train_cfg.max_iters': 40},
      'mIoU'),
+    ('mask_rcnn_pvt_v2_b0_demo.py', 'coco', {'train_cfg.max_epochs': 3},
+     'coco/segm_mAP'),
 ])
 def test_demo_metrics_same_in_onnx_runtime(tmp_path, demo_data, config, sub,
                                            options, metric):
