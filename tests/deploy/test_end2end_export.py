@@ -5,7 +5,7 @@ differences."""
 import numpy as np
 import pytest
 
-from pvt_mm.deploy.end2end.export import _verify_detections
+from pvt_mm.deploy.end2end.export import _verify_detections, pipeline_resize
 from pvt_mm.deploy.onnx_export import ExportError
 
 
@@ -78,3 +78,22 @@ def test_differences_fail():
     masked['masks'][0, 0] = 1 - masked['masks'][0, 0]
     with pytest.raises(ExportError, match='mask pixels'):
         _verify_detections(e, masked, '', 'f', 100)
+
+
+def pipeline_config(*steps):
+    from mmengine.config import Config
+    return Config(dict(test_dataloader=dict(dataset=dict(
+        pipeline=[dict(type='LoadImageFromFile'), *steps,
+                  dict(type='PackDetInputs')]))))
+
+
+def test_pipeline_resize():
+    resize = dict(type='Resize', scale=(1333, 800), keep_ratio=True)
+    assert pipeline_resize(pipeline_config(resize)) == {
+        'scale': [1333, 800], 'keep_ratio': True}
+    # a step the runtime would not repeat is refused, not skipped
+    with pytest.raises(ExportError, match=r"\['Pad'\].*--no-end2end"):
+        pipeline_resize(pipeline_config(
+            resize, dict(type='Pad', size_divisor=64)))
+    with pytest.raises(ExportError, match='no single Resize'):
+        pipeline_resize(pipeline_config())

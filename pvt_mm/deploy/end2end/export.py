@@ -15,28 +15,48 @@ from ..checks import check_input_size, model_fingerprint
 from ..onnx_export import (DEFAULT_OPSET, FORMAT_VERSION, META_PREFIX,
                            ExportError, _json_safe, file_sha256, graph_kind,
                            min_input_size, traceable_upsampling)
+from . import DET_OUTPUTS, INPUTS, SEG_OUTPUTS, build_end2end
 from .preprocess import Preprocess
-from . import DET_OUTPUTS, INPUTS, MASK_OUTPUTS, SEG_OUTPUTS, build_end2end
 
 INPUT_DTYPES = {'uint8': torch.uint8, 'float32': torch.float32}
+
+
+#: Test-pipeline steps the end-to-end runtime repeats (Resize) or that do
+#: not change the image (loading, annotations, packing).
+KNOWN_TEST_STEPS = frozenset({'LoadImageFromFile', 'LoadAnnotations',
+                              'Resize', 'PackDetInputs', 'PackSegInputs'})
 
 
 def pipeline_resize(cfg) -> dict:
     """The ``Resize`` of ``cfg``'s test pipeline as the runtime repeats it:
     ``{'scale': [a, b], 'keep_ratio': bool}`` (mmcv's meaning of ``scale``:
-    with ``keep_ratio`` the long and short side limits, else ``(w, h)``)."""
+    with ``keep_ratio`` the long and short side limits, else ``(w, h)``).
+    :class:`ExportError` for a pipeline with steps the runtime does not
+    repeat (they would be silently skipped)."""
+    name = osp.basename(cfg.filename or 'the config')
     for loader in ('test_dataloader', 'val_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset') or {}
-        for step in dataset.get('pipeline') or []:
-            if step.get('type') in ('Resize', 'mmdet.Resize', 'mmseg.Resize'):
-                if step.get('scale') is None:
-                    break
-                return {'scale': [int(s) for s in step['scale']],
-                        'keep_ratio': bool(step.get('keep_ratio', False))}
+        steps = list(dataset.get('pipeline') or [])
+        if not steps:
+            continue
+        types = [str(step.get('type')).split('.')[-1] for step in steps]
+        unknown = [t for t in types if t not in KNOWN_TEST_STEPS]
+        if unknown:
+            raise ExportError(
+                f'{name}: the test pipeline step(s) {unknown} change the '
+                f'image in a way the end-to-end runtime does not repeat (it '
+                f'repeats {sorted(KNOWN_TEST_STEPS)}); export with '
+                f'--no-end2end')
+        resizes = [s for s, t in zip(steps, types) if t == 'Resize']
+        if len(resizes) == 1 and resizes[0].get('scale') is not None:
+            step = resizes[0]
+            return {'scale': [int(s) for s in step['scale']],
+                    'keep_ratio': bool(step.get('keep_ratio', False))}
+        break
     raise ExportError(
-        f'{osp.basename(cfg.filename or "the config")}: its test pipeline has '
-        f'no Resize with a fixed scale, which the end-to-end runtime repeats '
-        f'before the graph; export it with --no-end2end')
+        f'{name}: its test pipeline has no single Resize with a fixed scale, '
+        f'which the end-to-end runtime repeats before the graph; export it '
+        f'with --no-end2end')
 
 
 def output_names(kind: str, module: nn.Module) -> List[str]:
