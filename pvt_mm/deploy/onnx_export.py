@@ -262,6 +262,57 @@ def verify_export(model: nn.Module, path: str, shape: Sequence[int]) -> float:
     return worst
 
 
+def trace_to_onnx(model: nn.Module, module: nn.Module, args: tuple, out: str,
+                  input_names: Sequence[str], output_names: Sequence[str],
+                  axes: Dict[str, Dict[int, str]], opset: int) -> None:
+    """Record ``module(*args)`` (a part of ``model``, or ``model`` wrapped)
+    into ``out`` with torch's TorchScript exporter, mmseg's upsampling made
+    traceable (:func:`traceable_upsampling`)."""
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad(), \
+            traceable_upsampling(model):
+        # the tracer warns about every Python-side shape check it records
+        warnings.simplefilter('ignore')
+        torch.onnx.export(module, args, out, dynamo=False,
+                          input_names=list(input_names),
+                          output_names=list(output_names), dynamic_axes=axes,
+                          opset_version=opset, do_constant_folding=True)
+
+
+def common_metadata(model: nn.Module, kind: str, min_size: int,
+                    shape: Sequence[int], checkpoint: Optional[str],
+                    fingerprint: str) -> Dict[str, str]:
+    """The ``pvt_mm.*`` metadata every export carries (without the
+    prefix): format, config and its fingerprint, graph kind, minimum and
+    traced input size, dataset meta, checkpoint and its hash."""
+    cfg = model.cfg
+    return {
+        'format_version': FORMAT_VERSION,
+        'config': osp.basename(cfg.filename or ''),
+        'model_sha256': fingerprint,
+        'kind': kind,
+        'min_size': str(min_size),
+        'export_shape': f'{int(shape[0])}x{int(shape[-1])}',
+        'dataset_meta': json.dumps(_json_safe(
+            getattr(model, 'dataset_meta', None) or {})),
+        'checkpoint': osp.basename(checkpoint) if checkpoint else '',
+        'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
+    }
+
+
+def write_metadata(path: str, meta: Dict[str, str]) -> None:
+    """Add ``meta`` to the file as ``pvt_mm.``-prefixed ``metadata_props``,
+    check the model and save it."""
+    import onnx
+    proto = onnx.load(path)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + key, value
+    proto.producer_name = 'pvt_mm'
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+
+
 def export_onnx(model: nn.Module, out: str,
                 shape: Sequence[int] = (800, 1333), opset: int = DEFAULT_OPSET,
                 checkpoint: Optional[str] = None,
@@ -276,7 +327,7 @@ def export_onnx(model: nn.Module, out: str,
     ``verify`` the file is run once in ONNX Runtime at another size and
     batch (H + 32, W + 64, batch 2) against PyTorch
     (:func:`verify_export`)."""
-    import onnx
+    import onnx  # noqa: F401 (missing: fail before the long trace)
 
     kind = graph_kind(model)
     h, w = int(shape[0]), int(shape[-1])
@@ -290,37 +341,11 @@ def export_onnx(model: nn.Module, out: str,
     names = graph.output_names()
     axes = {'img': {0: 'batch', 2: 'height', 3: 'width'}}
     axes.update({n: {0: 'batch', 2: f'{n}_h', 3: f'{n}_w'} for n in names})
-    folder = osp.dirname(osp.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad(), \
-            traceable_upsampling(model):
-        # the tracer warns about every Python-side shape check it records
-        warnings.simplefilter('ignore')
-        torch.onnx.export(graph, (dummy, ), out, dynamo=False,
-                          input_names=['img'], output_names=names,
-                          dynamic_axes=axes, opset_version=opset,
-                          do_constant_folding=True)
-    cfg = model.cfg
-    meta = {
-        'format_version': FORMAT_VERSION,
-        'config': osp.basename(cfg.filename or ''),
-        'model_sha256': model_fingerprint(cfg),
-        'kind': kind,
-        'groups': json.dumps(graph.groups),
-        'min_size': str(min_size),
-        'export_shape': f'{h}x{w}',
-        'dataset_meta': json.dumps(_json_safe(
-            getattr(model, 'dataset_meta', None) or {})),
-        'checkpoint': osp.basename(checkpoint) if checkpoint else '',
-        'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
-    }
-    proto = onnx.load(out)
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, value
-    proto.producer_name = 'pvt_mm'
-    onnx.checker.check_model(proto)
-    onnx.save(proto, out)
+    trace_to_onnx(model, graph, (dummy, ), out, ['img'], names, axes, opset)
+    meta = dict(common_metadata(model, kind, min_size, (h, w), checkpoint,
+                                model_fingerprint(model.cfg)),
+                groups=json.dumps(graph.groups))
+    write_metadata(out, meta)
     if verify:
         verify_export(model, out, (2, 3, h + 32, w + 64))
     return meta

@@ -2,9 +2,7 @@
 with dynamic batch / height / width and the ``pvt_mm.*`` metadata the
 torch-free runtime (:mod:`pvt_mm.runtime`) reads."""
 import json
-import os
 import os.path as osp
-import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -12,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from ..checks import check_input_size, model_fingerprint
-from ..onnx_export import (DEFAULT_OPSET, FORMAT_VERSION, META_PREFIX,
-                           ExportError, _json_safe, file_sha256, graph_kind,
-                           min_input_size, traceable_upsampling)
+from ..onnx_export import (DEFAULT_OPSET, ExportError, common_metadata,
+                           graph_kind, min_input_size, trace_to_onnx,
+                           write_metadata)
 from . import DET_OUTPUTS, INPUTS, SEG_OUTPUTS, build_end2end
 from .preprocess import Preprocess
 
@@ -226,7 +224,7 @@ def export_end2end(model: nn.Module, out: str,
     With ``verify``, ONNX Runtime runs the file once at another size and
     batch (H + 32, W + 64, batch 2, original size 1.5x) against the PyTorch
     module (:func:`verify_end2end`)."""
-    import onnx
+    import onnx  # noqa: F401 (missing: fail before the long trace)
 
     if input_dtype not in INPUT_DTYPES:
         raise ExportError(f'input_dtype={input_dtype!r}: choose one of '
@@ -241,41 +239,19 @@ def export_end2end(model: nn.Module, out: str,
     names = output_names(kind, module)
     image, ori = example_inputs((h, w), dtype=input_dtype,
                                 ori_shape=(h * 3 // 2, w * 3 // 2))
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad(), \
-            traceable_upsampling(model):
-        # the tracer warns about every Python-side shape check it records
-        warnings.simplefilter('ignore')
-        torch.onnx.export(module, (image, ori), out, dynamo=False,
-                          input_names=list(INPUTS), output_names=names,
-                          dynamic_axes=dynamic_axes(names),
-                          opset_version=opset, do_constant_folding=True)
-    cfg = model.cfg
-    meta = {
-        'format_version': FORMAT_VERSION,
+    trace_to_onnx(model, module, (image, ori), out, INPUTS, names,
+                  dynamic_axes(names), opset)
+    meta = common_metadata(model, kind, min_size, (h, w), checkpoint,
+                           model_fingerprint(model.cfg, end2end=True))
+    meta.update({
         'end2end': '1',
-        'config': osp.basename(cfg.filename or ''),
-        'model_sha256': model_fingerprint(cfg, end2end=True),
-        'kind': kind,
         'outputs': json.dumps(names),
         'input': json.dumps({
             'dtype': input_dtype, 'channel_order': 'bgr', 'resize': resize,
             'min_size': min_size,
             'size_divisor': Preprocess.from_model(model).size_divisor}),
-        'min_size': str(min_size),
-        'export_shape': f'{h}x{w}',
-        'dataset_meta': json.dumps(_json_safe(
-            getattr(model, 'dataset_meta', None) or {})),
-        'checkpoint': osp.basename(checkpoint) if checkpoint else '',
-        'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
-    }
-    proto = onnx.load(out)
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, value
-    proto.producer_name = 'pvt_mm'
-    onnx.checker.check_model(proto)
-    onnx.save(proto, out)
+    })
+    write_metadata(out, meta)
     if verify:
         image, ori = example_inputs((h + 32, w + 64), batch=2,
                                     dtype=input_dtype, seed=1,
