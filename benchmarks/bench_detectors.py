@@ -385,8 +385,12 @@ ARCHES = {
 }
 #: modules that register each implementation's backbone
 PEER_IMPORTS = {'ours': 'pvt_mm', 'mmdet': 'mmdet.models',
-                'timm': 'mmpretrain.models'}
-TRAIN_IMPLS = ('ours', 'mmdet', 'timm')
+                'timm': 'mmpretrain.models', 'ours-compiled': 'pvt_mm'}
+#: ``ours-compiled``: ours with backbone and neck compiled as
+#: ``tools/train.py --compile`` does (inductor, static shapes, one graph
+#: each); its warm-up steps include the compilation. Asked for by name.
+TRAIN_IMPLS = ('ours', 'mmdet', 'timm', 'ours-compiled')
+DEFAULT_TRAIN_IMPLS = ('ours', 'mmdet', 'timm')
 #: precision -> (AmpOptimWrapper dtype, or None: OptimWrapper in fp32; TF32
 #: for matmuls and cuDNN, set together for every implementation)
 PRECISIONS = {'fp16': ('float16', False), 'bf16': ('bfloat16', False),
@@ -403,7 +407,7 @@ def train_step_config(model: str, impl: str, arch: str = 'b2'):
     import importlib
     info = TRAIN_STEP_MODELS[model]
     ours = bench_config(info['config'])
-    if impl == 'ours':
+    if impl in ('ours', 'ours-compiled'):
         cfg = copy.deepcopy(ours)
     elif impl == 'mmdet' and info.get('mmdet_config'):
         cfg = bench_config(info['mmdet_config'])
@@ -414,7 +418,8 @@ def train_step_config(model: str, impl: str, arch: str = 'b2'):
         cfg = copy.deepcopy(ours)
         cfg.model.backbone = dict(PEER_BACKBONES[impl], **ARCHES['b2'][impl])
     if arch != 'b2':
-        cfg.model.backbone.update(ARCHES[arch][impl])
+        cfg.model.backbone.update(
+            ARCHES[arch]['ours' if impl == 'ours-compiled' else impl])
         cfg.model.neck.in_channels = ARCHES[arch]['channels']
     importlib.import_module(PEER_IMPORTS[impl])
     cfg.model.backbone.drop_path_rate = ours.model.backbone.drop_path_rate
@@ -608,6 +613,11 @@ def train_step_bench(args) -> List[dict]:
                     if (name, impl) not in built:
                         torch.manual_seed(0)
                         built[name, impl] = build(cfg, device).train()
+                        if impl == 'ours-compiled':
+                            from pvt_mm.engine.compile import compile_modules
+                            compile_modules(built[name, impl],
+                                            backend='inductor',
+                                            fullgraph=True, dynamic=False)
                     cells.append(TrainStepCell(impl, built[name, impl], ours,
                                                precision, device, common))
                 except Exception as e:  # noqa: BLE001 (a cell may fail)
@@ -666,6 +676,8 @@ def describe_cell(r: dict) -> str:
 #: issue 20's targets at fp16 AMP: impl -> (ours' speed-up at least, ours'
 #: peak memory at most this fraction of the impl's)
 TRAIN_TARGETS = {'mmdet': (1.15, 0.7), 'timm': (1.0, 0.7)}
+#: issue 20: ``--compile``'s step at least this much faster than ours eager
+COMPILE_TARGET = 1.5
 
 
 def train_step_markdown(records: List[dict]) -> str:
@@ -698,7 +710,15 @@ def train_step_markdown(records: List[dict]) -> str:
             continue
         ours = key.get((r['model'], r['precision'], 'ours'))
         speed = mem = target = '-'
-        if ours and r['impl'] != 'ours':
+        if ours and r['impl'] == 'ours-compiled':
+            # the other way round: the compiled step's speed-up over ours
+            s = ours['median_s'] / r['median_s']
+            speed = f'compiled: {s:.2f}x'
+            mem = f"{ours['peak_gib'] / r['peak_gib']:.2f}x"
+            if r['precision'] == 'fp16':
+                target = (f'compiled >= {COMPILE_TARGET}x ours: '
+                          f"{'met' if s >= COMPILE_TARGET else 'missed'}")
+        elif ours and r['impl'] != 'ours':
             s, m = r['median_s'] / ours['median_s'], (
                 ours['peak_gib'] / r['peak_gib'])
             speed, mem = f'{s:.2f}x', f'{m:.2f}x'
@@ -802,7 +822,7 @@ def parse_args(argv=None):
 def train_step_args(args):
     """--train-step's defaults and checks on the parsed arguments."""
     args.models = args.models or list(TRAIN_STEP_MODELS)
-    args.impls = args.impls or list(TRAIN_IMPLS)
+    args.impls = args.impls or list(DEFAULT_TRAIN_IMPLS)
     bad = (set(args.models) - set(TRAIN_STEP_MODELS)) | (
         set(args.impls) - set(TRAIN_IMPLS))
     if bad:

@@ -9,8 +9,9 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
+# (pvt_mm.engine.compile: the SizeBuckets batch augment of --compile)
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='pvt_mm',
-                  locations=['pvt_mm.models'])
+                  locations=['pvt_mm.models', 'pvt_mm.engine.compile'])
 
 # Training hooks (atomic checkpoints, non-finite loss detection, ...):
 # ``type='pvt_mm.AtomicCheckpointHook'`` in a config imports pvt_mm.engine.

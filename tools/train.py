@@ -4,6 +4,7 @@
     python tools/train.py CONFIG --cfg-options data_root=/data/coco/
     python tools/train.py CONFIG --resume            # latest in the work dir
     python tools/train.py CONFIG --resume CKPT.pth   # a given checkpoint
+    python tools/train.py CONFIG --compile           # torch.compile
     bash tools/dist_train.sh CONFIG 8                # 8 processes (torchrun)
 
 Works for MMDetection, MMSegmentation and MMPretrain configs alike: the
@@ -14,7 +15,7 @@ import argparse
 import os.path as osp
 
 from pvt_mm.cli import (add_common_args, build_runner, config_from_args,
-                        finish, prepare, use_amp)
+                        finish, prepare, use_amp, use_compile)
 
 
 def parse_args(argv=None):
@@ -27,6 +28,14 @@ def parse_args(argv=None):
         'dir, or from the given checkpoint file')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (needs a GPU)')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile the backbone and neck for training (static '
+        'shapes, validation eager; pvt_mm/engine/compile.py)')
+    parser.add_argument(
+        '--compile-bucket', type=int, metavar='PIXELS',
+        help='with --compile, detection batches are padded to a multiple of '
+        'this many pixels so that few sizes compile (default 64)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by (GPUs x batch per GPU) / '
                         'auto_scale_lr.base_batch_size')
@@ -37,6 +46,11 @@ def parse_args(argv=None):
 def apply_train_args(cfg, args) -> None:
     if args.amp:
         use_amp(cfg)
+    if args.compile:
+        use_compile(cfg, 64 if args.compile_bucket is None
+                    else args.compile_bucket)
+    elif args.compile_bucket is not None:
+        raise SystemExit('--compile-bucket needs --compile')
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise SystemExit('--auto-scale-lr: the config has no '

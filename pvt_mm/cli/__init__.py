@@ -9,8 +9,8 @@ benchmarks/bench_backbones.py). Importing this package imports MMEngine;
 """
 from .runner import (SCOPES, add_common_args, build_runner, config_from_args,
                      finish, init_scope, load_config, prepare, use_amp,
-                     use_test_time_aug)
+                     use_compile, use_test_time_aug)
 
 __all__ = ['SCOPES', 'add_common_args', 'build_runner', 'config_from_args',
            'finish', 'init_scope', 'load_config', 'prepare', 'use_amp',
-           'use_test_time_aug']
+           'use_compile', 'use_test_time_aug']

@@ -107,6 +107,44 @@ def use_amp(cfg) -> None:
     cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
 
+def use_compile(cfg, bucket: int = 64) -> None:
+    """Train with ``torch.compile`` (``--compile`` of tools/train.py): the
+    backbone and neck compiled in place by ``pvt_mm.CompileHook`` (static
+    shapes, one graph each, validation eager) and, for MMDetection models,
+    whose padded batch size follows the images, every training batch
+    padded to a multiple of ``bucket`` pixels (``pvt_mm.SizeBuckets``) so
+    that a few sizes compile. Segmentation and classification recipes
+    train on fixed crops and need no buckets. See pvt_mm/engine/compile.py.
+    """
+    if cfg.get('compile'):
+        raise SystemExit(
+            f'--compile: the config already sets compile={cfg.compile!r} '
+            f'(MMEngine compiles the whole train_step, heads and losses '
+            f'included, and recompiles at their data-dependent shapes). '
+            f'Use one of them: remove compile from the config, or drop '
+            f'--compile')
+    hooks = list(cfg.get('custom_hooks') or [])
+    if any(str(h.get('type', '')).endswith('CompileHook') for h in hooks):
+        raise SystemExit('--compile: the config already has a CompileHook '
+                         'in custom_hooks; drop --compile')
+    cfg.custom_hooks = hooks + [dict(type='pvt_mm.CompileHook')]
+    dp = cfg.get('model', {}).get('data_preprocessor') or {}
+    if not str(dp.get('type', '')).lower().endswith('detdatapreprocessor'):
+        return
+    divisor = dp.get('pad_size_divisor', 1) or 1
+    if bucket < 1 or bucket % divisor:
+        raise SystemExit(
+            f'--compile-bucket {bucket}: must be a positive multiple of the '
+            f'data preprocessor\'s pad_size_divisor ({divisor}), e.g. '
+            f'{divisor * max(1, round(64 / divisor))}')
+    dp.batch_augments = list(dp.get('batch_augments') or []) + [dict(
+        type='pvt_mm.SizeBuckets', step=bucket,
+        pad_mask=dp.get('pad_mask', False),
+        mask_pad_value=dp.get('mask_pad_value', 0),
+        pad_seg=dp.get('pad_seg', False),
+        seg_pad_value=dp.get('seg_pad_value', 255))]
+
+
 def use_test_time_aug(cfg) -> None:
     """Test with the config's test-time augmentation, the way MMDetection's
     and MMSegmentation's ``tools/test.py --tta`` do: the test set runs

@@ -265,6 +265,25 @@ def test_bench_train_step_quick_runs_all_three_impls(tmp_path, monkeypatch):
     assert '| retinanet_b2 | 64x64 x 2 | fp32 | timm (TIMMBackbone) |' in text
 
 
+@pytest.mark.slow
+def test_bench_train_step_compiled_cell(tmp_path):
+    """``--impls ours ours-compiled``: the compiled cell (inductor on the
+    CPU) trains the same model as ours eager, interleaved with it."""
+    bench = load_bench_detectors()
+    out = tmp_path / 'train_step.jsonl'
+    assert bench.main(['--train-step', '--quick', '--models', 'retinanet_b2',
+                       '--impls', 'ours', 'ours-compiled', '--size', '64x64',
+                       '--rounds', '1', '--threads', '2',
+                       '--json', str(out)]) == 0
+    _, *cells = [json.loads(line) for line in out.read_text().splitlines()]
+    by_impl = {c['impl']: c for c in cells}
+    assert set(by_impl) == {'ours', 'ours-compiled'}
+    for c in cells:
+        assert c['error'] is None and c['median_s'] > 0
+        assert math.isfinite(c['loss'])
+    assert by_impl['ours-compiled']['backbone'] == 'PVTv2'
+
+
 def test_bench_train_step_table_and_checks():
     bench = load_bench_detectors()
     cell = dict(kind='cell', model='mask_rcnn_b2', precision='fp16',
@@ -276,10 +295,17 @@ def test_bench_train_step_table_and_checks():
                     median_s=1.2, imgs_per_s=1.7, peak_gib=4.),
                dict(cell, impl='timm', backbone='TIMMBackbone', median_s=0.9,
                     imgs_per_s=2.2, peak_gib=4.),
+               dict(cell, impl='ours-compiled', backbone='PVTv2',
+                    median_s=0.6, imgs_per_s=3.3, peak_gib=1.6),
                dict(kind='cell', model='retinanet_b2', precision='bf16',
                     size='800x1333', batch=2, impl='ours', backbone='PVTv2',
                     error='RuntimeError: no bf16 focal loss')]
     table = bench.train_step_markdown(records)
+    # the compiled step against ours eager (issue 20: >= 1.5x)
+    assert '| compiled: 1.67x | 1.25x | compiled >= 1.5x ours: met |' in table
+    records[3]['median_s'] = 0.8
+    assert 'compiled: 1.25x | 1.25x | compiled >= 1.5x ours: missed' in (
+        bench.train_step_markdown(records))
     assert '| 1.20x | 0.50x | >= 1.15x at <= 0.7x: met |' in table
     assert '| 0.90x | 0.50x | >= 1.0x at <= 0.7x: missed |' in table
     assert 'failed: RuntimeError: no bf16 focal loss' in table
