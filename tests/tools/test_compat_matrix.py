@@ -77,6 +77,23 @@ def test_one_cell_trains_and_evaluates(tool, tmp_path):
         str(tmp_path), 'mmdet', 'retinanet', 'pvt_v2_b0')) == mtime
 
 
+def test_keep_recorded_updates_some_folders_only(tool, tmp_path):
+    """``--keep-recorded``: cells not in the cache are taken from --json as
+    recorded, so updating a few folders keeps the others' results; without
+    it an empty cache gives an empty table."""
+    with open(JSON) as f:
+        recorded = json.load(f)
+    out = tmp_path / 'm.json'
+    out.write_text(json.dumps(recorded))
+    (tmp_path / 'doc.md').write_text('# doc\n')
+    args = ['--report-only', '--cache', str(tmp_path / 'cache'), '--json',
+            str(out), '--doc', str(tmp_path / 'doc.md')]
+    kept = tool.main(args + ['--keep-recorded'])
+    assert kept['cells'] == recorded['cells']
+    assert kept['summary'] == recorded['summary']
+    assert tool.main(args)['cells'] == []  # the negative control
+
+
 def test_doc_table_is_the_tools_output(tool):
     """The table in docs/use_in_your_project.md is rendered from
     docs/compat_matrix.json by the tool, not edited by hand."""

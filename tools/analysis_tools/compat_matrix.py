@@ -873,6 +873,11 @@ def parse_args(argv=None):
                    help='rerun cached cells too')
     p.add_argument('--report-only', action='store_true',
                    help='run nothing: write the table from the cache')
+    p.add_argument('--keep-recorded', action='store_true',
+                   help='cells not in the cache (or cached for other code) '
+                   'are taken as recorded in --json, each with the '
+                   'fingerprint of the code it measured: with --folders, '
+                   'update those folders without rerunning the rest')
     p.add_argument('--json', default=osp.join(REPO, 'docs',
                                               'compat_matrix.json'))
     p.add_argument('--doc', default=osp.join(REPO, 'docs',
@@ -943,6 +948,13 @@ def main(argv=None) -> dict:
             c = load_cell(args.cache, lib, folder, b, fp)
             if c is not None and c.get('config') == rep:
                 cells[(lib, folder, b)] = c
+    if args.keep_recorded and osp.isfile(args.json):
+        with open(args.json) as f:
+            for c in json.load(f)['cells']:
+                key = (c['lib'], c['folder'], c['backbone'])
+                if key not in cells and (c['lib'], c['folder'], c['config'],
+                                         None) in map(tuple, rows):
+                    cells[key] = c
     result = dict(versions=versions(), iters=args.iters, fingerprint=fp,
                   folders=[list(r) for r in rows],
                   cells=[cells[k] for k in sorted(cells)],
