@@ -54,6 +54,10 @@ CLS_AUG = (('random_resized_crop', 224, 'bicubic'), ('flip', 0.5),
            ('rand_augment', 'timm_increasing', 2, 9, 0.5),
            ('random_erasing', 0.25))
 CLS_TEST = (('resize_short', 256, 'bicubic'), ('center_crop', 224))
+#: CvT's 384x384 files: 384x384 crops in training; at test a plain resize
+#: to 384x384 (TEST.CENTER_CROP: False, TEST.INTERPOLATION: 3 = bicubic)
+CLS_AUG_384 = (('random_resized_crop', 384, 'bicubic'),) + CLS_AUG[1:]
+CLS_TEST_384 = (('resize_exact', (384, 384), 'bicubic'), )
 #: timm ``add_weight_decay`` (PVT) / CvT ``set_wd``: no decay on 1-D
 #: parameters (norms, biases) and on position embeddings / class tokens.
 NO_DECAY_1D = frozenset({'1d', 'name:pos_embed', 'name:cls_token'})
@@ -201,14 +205,15 @@ for _a in V2:
 
 # ImageNet-1k ----------------------------------------------------------------
 def _cls(source, drop_path, clip, *, lr=5e-4 * 1024 / 512, imgs=128,
-         wd=0.05, sampler='repeated_aug'):
+         wd=0.05, sampler='repeated_aug', train_aug=CLS_AUG,
+         test_aug=CLS_TEST):
     return dict(task='cls', source=source, drop_path_rate=drop_path,
                 optimizer='AdamW', lr=lr, weight_decay=wd,
                 no_decay=NO_DECAY_1D, lr_mult={}, gpus=8, imgs_per_gpu=imgs,
                 fp16=True, max_epochs=300, schedule=('cosine', 1e-5),
                 # 5 warm-up epochs from lr 1e-6
                 warmup=('epochs', 5, 1e-6 / lr), grad_clip=clip,
-                train_aug=CLS_AUG, test_aug=CLS_TEST, sampler=sampler,
+                train_aug=train_aug, test_aug=test_aug, sampler=sampler,
                 batch_aug=(('Mixup', 0.8), ('CutMix', 1.0)),
                 label_smoothing=0.1, metric=('accuracy', ))
 
@@ -239,6 +244,20 @@ OFFICIAL['cls_cvt_21_in1k'] = _cls(
         'experiments/imagenet/cvt/cvt-21-224x224.yaml',
         'lib/config/default.py')),
     ('per_stage', (0.0, 0.0, 0.1)), None, lr=1.25e-4 * 8, imgs=128, wd=0.1)
+# The 384x384 files: the 224 recipe at 384 (trained from scratch, no
+# MODEL.PRETRAINED); CvT-21's drops repeated augmentation.
+OFFICIAL['cls_cvt_13_384_in1k'] = _cls(
+    tuple(f'{CVT_REPO}: {p}' for p in (
+        'experiments/imagenet/cvt/cvt-13-384x384.yaml',
+        'lib/config/default.py', 'lib/dataset/transformas/build.py')),
+    ('per_stage', (0.0, 0.0, 0.1)), None, lr=2.5e-4 * 8, imgs=256,
+    sampler='random', train_aug=CLS_AUG_384, test_aug=CLS_TEST_384)
+OFFICIAL['cls_cvt_21_384_in1k'] = _cls(
+    tuple(f'{CVT_REPO}: {p}' for p in (
+        'experiments/imagenet/cvt/cvt-21-384x384.yaml',
+        'lib/config/default.py', 'lib/dataset/transformas/build.py')),
+    ('per_stage', (0.0, 0.0, 0.1)), None, lr=1.25e-4 * 8, imgs=128, wd=0.1,
+    sampler='random', train_aug=CLS_AUG_384, test_aug=CLS_TEST_384)
 
 # --------------------------------------------------------------------------
 NO_OFFICIAL = {
@@ -331,9 +350,11 @@ def aug_of(pipeline):
         if typ.startswith(('Load', 'Pack')):
             continue
         if typ == 'Resize':
-            out.append(('resize', _scale(t['scale'])) if
+            # the interpolation where the config names one (MMPretrain)
+            how = (t['interpolation'], ) if 'interpolation' in t else ()
+            out.append(('resize', _scale(t['scale'])) + how if
                        t.get('keep_ratio', False) else
-                       ('resize_exact', tuple(t['scale'])))
+                       ('resize_exact', tuple(t['scale'])) + how)
         elif typ == 'RandomResize':
             scale = t['scale']
             if isinstance(scale[0], (list, tuple)):

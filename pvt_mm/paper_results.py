@@ -123,6 +123,8 @@ PAPER_RESULTS = {
     'cls_pvt_v2_b5_in1k': dict(top1=83.8, source=CLS),
     'cls_cvt_13_in1k': dict(top1=81.6, source=CVT),
     'cls_cvt_21_in1k': dict(top1=82.5, source=CVT),
+    'cls_cvt_13_384_in1k': dict(top1=83.0, source=CVT + ' (384x384 row)'),
+    'cls_cvt_21_384_in1k': dict(top1=83.3, source=CVT + ' (384x384 row)'),
     'cls_cvt_w24_in1k': dict(
         top1=87.7, source=CVT + ' (ImageNet-22k pre-training, 384x384 '
         'fine-tuning: not this config\'s from-scratch recipe)'),

@@ -130,7 +130,8 @@ def test_config_coverage():
     expected |= {f'sem_fpn_{b}_ade20k_40k.py' for b in dense}
     expected |= {'sem_fpn_pvt_v1_large_ade20k_160k_tta.py',
                  'trans2seg_pvt_v1_small_ade20k_40k.py'}
-    expected |= {f'cls_{b}_in1k.py' for b in dense + ['cvt_w24']}
+    expected |= {f'cls_{b}_in1k.py' for b in dense + ['cvt_w24', 'cvt_13_384',
+                                                   'cvt_21_384']}
     missing = expected - set(CONFIGS)
     assert not missing, sorted(missing)
 
