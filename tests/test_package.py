@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def _run(code, cwd=None):

@@ -24,7 +24,7 @@ import zipfile
 import pytest
 
 import pvt_mm_config_hook as hook
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 GET_STARTED = osp.join(REPO_ROOT, 'docs', 'get_started.md')
 #: The comment that marks the tested install block in docs/get_started.md.

@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from conftest import load_tool
+from helpers import load_tool
 from pvt_mm import swap_backbone
 from pvt_mm.swap import (IMAGENET_MEAN, load_config, swap_config_text,
                          swap_overrides)

@@ -1,4 +1,5 @@
-"""Faster ways to run :class:`pvt_mm.models.layers.ConvFFN`.
+"""Faster ways to run the FFNs (:class:`pvt_mm.models.layers.Mlp` and
+its :class:`~pvt_mm.models.layers.ConvFFN`).
 
 The FFN's reference computation is
 ``drop(fc2(drop(act(depthwise(expand(x))))))`` with ``expand`` = fc1

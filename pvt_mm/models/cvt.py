@@ -17,7 +17,7 @@ import torch.nn as nn
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
 from .formats import CVT_FORMATS
-from .layers import ConvFFN, ConvProjAttention
+from .layers import ConvProjAttention, Mlp
 
 _CVT = dict(patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2),
             patch_paddings=(2, 1, 1), mlp_ratio=4)
@@ -93,8 +93,8 @@ class CvT(PyramidBackbone):
         def block_layers(i: int, dims: int):
             return (ConvProjAttention(dims, a['num_heads'][i],
                                       **self.attn_args()),
-                    ConvFFN(dims, int(dims * a['mlp_ratio']), act_cfg=act_cfg,
-                            drop=self.drop_rate))
+                    Mlp(dims, int(dims * a['mlp_ratio']), act_cfg=act_cfg,
+                        drop=self.drop_rate))
 
         self.stages = self.build_stages(
             a['embed_dims'], a['depths'], patch_embed=patch_embed,

@@ -72,9 +72,10 @@ def build_act(act_cfg: dict) -> nn.Module:
 class PatchEmbed(BaseModule):
     """Convolutional patch embedding followed by LayerNorm.
 
-    Non-overlapping for PVTv1 (kernel == stride), overlapping for PVTv2 and
-    CvT (kernel > stride, padding ``kernel // 2``). Returns tokens and the
-    ``(H, W)`` of the map they came from.
+    Non-overlapping for PVTv1 (kernel == stride, no padding), overlapping
+    for PVTv2 and CvT (kernel > stride); each family's arch sets the
+    padding (PVTv2: ``kernel // 2``, e.g. 7/4/3; CvT: 7/4/2 and 3/2/1).
+    Returns tokens and the ``(H, W)`` of the map they came from.
     """
 
     def __init__(self,
@@ -251,37 +252,40 @@ class ConvProjAttention(BaseModule):
         return self.proj_drop(self.proj(_merge_heads(out)))
 
 
-class ConvFFN(BaseModule):
-    """Feed-forward network: fc1 [-> ReLU] [-> 3x3 depthwise conv] -> act -> fc2.
+class Mlp(BaseModule):
+    """Feed-forward network of PVTv1 and CvT: fc1 -> act -> fc2 (dropout
+    after the activation and after fc2).
 
-    Plain MLP for PVTv1/CvT, with the depthwise conv for PVTv2, and with the
-    extra ReLU after fc1 for PVTv2-Li. Its hidden map is 4-8x wider than the
-    tokens; :func:`pvt_mm.execution.ffn_strategy` may compute the same
-    result with less memory.
-
-    ``recompute`` (set by the backbone's ``recompute_ffn``): recompute the
-    depthwise conv and activation in backward instead of storing them
-    (``None``: where the device's default says so;
+    Its hidden map is 4x wider than the tokens;
+    :func:`pvt_mm.execution.ffn_strategy` may compute the same result with
+    less memory. ``recompute`` (set by the backbone's ``recompute_ffn``):
+    recompute the layers between fc1 and fc2 in backward instead of storing
+    them (``None``: where the device's default says so;
     :func:`pvt_mm.execution.recomputes_ffn`).
+
+    :meth:`hidden_layers` adds what a subclass puts between fc1 and the
+    activation (:class:`ConvFFN`'s depthwise conv), registered in forward
+    order.
     """
     recompute: Optional[bool] = None
 
     def __init__(self,
                  dims: int,
                  hidden_dims: int,
-                 dwconv: bool = False,
-                 extra_relu: bool = False,
                  act_cfg: dict = dict(type='GELU'),
                  drop: float = 0.,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.fc1 = nn.Linear(dims, hidden_dims)
-        self.relu = nn.ReLU(inplace=True) if extra_relu else None
-        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1,
-                                groups=hidden_dims) if dwconv else None
+        self.relu: Optional[nn.Module] = None
+        self.dwconv: Optional[nn.Conv2d] = None
+        self.hidden_layers(hidden_dims)
         self.act = build_act(act_cfg)
         self.fc2 = nn.Linear(hidden_dims, dims)
         self.drop = nn.Dropout(drop)
+
+    def hidden_layers(self, hidden_dims: int) -> None:
+        """Layers between fc1 and the activation: none in the plain MLP."""
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """fc1 [-> ReLU]: tokens to the hidden width."""
@@ -294,15 +298,38 @@ class ConvFFN(BaseModule):
             return x
         return nchw_to_tokens(self.dwconv(tokens_to_nchw(x, hw)))
 
-    def forward(self, x: torch.Tensor, hw: HW, num_prefix: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: HW,
+                num_prefix: int = 0) -> torch.Tensor:
         if self.dwconv is not None and num_prefix:
-            raise ValueError('ConvFFN with a depthwise conv cannot take '
-                             'prefix (class) tokens')
+            raise ValueError(f'{type(self).__name__} with a depthwise conv '
+                             f'cannot take prefix (class) tokens')
         strategy = ffn_strategy(self, x, hw)
         if strategy is not None:
             return strategy(self, x, hw)
         x = self.drop(self.act(self.depthwise(self.expand(x), hw)))
         return self.drop(self.fc2(x))
+
+
+class ConvFFN(Mlp):
+    """PVTv2's feed-forward network: fc1 [-> ReLU] -> 3x3 depthwise conv ->
+    act -> fc2. The ReLU after fc1 is PVTv2-Li's (``extra_relu``). Its
+    hidden map is 4-8x wider than the tokens (see :class:`Mlp`)."""
+
+    def __init__(self,
+                 dims: int,
+                 hidden_dims: int,
+                 extra_relu: bool = False,
+                 act_cfg: dict = dict(type='GELU'),
+                 drop: float = 0.,
+                 init_cfg=None):
+        self.extra_relu = extra_relu  # read by hidden_layers
+        super().__init__(dims, hidden_dims, act_cfg=act_cfg, drop=drop,
+                         init_cfg=init_cfg)
+
+    def hidden_layers(self, hidden_dims: int) -> None:
+        self.relu = nn.ReLU(inplace=True) if self.extra_relu else None
+        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1,
+                                groups=hidden_dims)
 
 
 class DropPath(_MMCVDropPath):

@@ -12,7 +12,7 @@ import torch.nn as nn
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
 from .formats import PVTV1_FORMATS
-from .layers import ConvFFN, SRAttention
+from .layers import Mlp, SRAttention
 
 _DIMS = (64, 128, 320, 512)
 _HEADS = (1, 2, 5, 8)
@@ -76,8 +76,8 @@ class PVTv1(PyramidBackbone):
         def block_layers(i: int, dims: int):
             return (SRAttention(dims, a['num_heads'][i], a['sr_ratios'][i],
                                 sr_norm_eps=embed_norm_eps, **self.attn_args()),
-                    ConvFFN(dims, int(dims * a['mlp_ratios'][i]),
-                            drop=self.drop_rate))
+                    Mlp(dims, int(dims * a['mlp_ratios'][i]),
+                        drop=self.drop_rate))
 
         def stage_args(i: int) -> dict:
             grid = pretrain_img_size // 2 ** (i + 2)  # patches 4, 2, 2, 2

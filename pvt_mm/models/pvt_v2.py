@@ -77,7 +77,7 @@ class PVTv2(PyramidBackbone):
             return (SRAttention(dims, a['num_heads'][i], a['sr_ratios'][i],
                                 linear=linear, sr_norm_eps=embed_norm_eps,
                                 **self.attn_args()),
-                    ConvFFN(dims, int(dims * a['mlp_ratios'][i]), dwconv=True,
+                    ConvFFN(dims, int(dims * a['mlp_ratios'][i]),
                             extra_relu=linear, drop=self.drop_rate))
 
         self.stages = self.build_stages(

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures('fast_config_parsing')
 

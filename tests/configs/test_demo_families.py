@@ -10,7 +10,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import demo_runner
+from helpers import demo_runner
 
 
 

@@ -10,7 +10,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 from pvt_mm import official_recipes as R
 from pvt_mm.paper_results import PAPER_RESULTS

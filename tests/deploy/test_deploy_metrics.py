@@ -13,7 +13,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import demo_runner
+from helpers import demo_runner
 
 pytest.importorskip('onnxruntime')
 

@@ -23,10 +23,10 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import DENSE_BACKBONES as BACKBONES
-from conftest import scaled_mismatches
-from conftest import tiny_dense_config as tiny_config
-from conftest import tiny_dense_model as tiny_model
+from helpers import DENSE_BACKBONES as BACKBONES
+from helpers import scaled_mismatches
+from helpers import tiny_dense_config as tiny_config
+from helpers import tiny_dense_model as tiny_model
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')

@@ -46,7 +46,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import spread_weights, tiny_dense_config
+from helpers import spread_weights, tiny_dense_config
 
 pytest.importorskip('onnxruntime')
 skimage_data = pytest.importorskip('skimage.data')

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_dense_model
+from helpers import tiny_dense_model
 
 pytest.importorskip('onnxruntime')
 pytestmark = pytest.mark.usefixtures('fast_config_parsing', 'one_thread')

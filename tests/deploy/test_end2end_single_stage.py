@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_dense_model
+from helpers import tiny_dense_model
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')
@@ -332,7 +332,7 @@ def test_pytorch2onnx_end2end_by_default(tmp_path, monkeypatch, capsys):
     without an end-to-end graph is refused with --no-end2end named."""
     import json
 
-    from conftest import load_tool, tiny_dense_config
+    from helpers import load_tool, tiny_dense_config
 
     from pvt_mm.deploy import ExportError
     export = load_tool('deployment/pytorch2onnx')

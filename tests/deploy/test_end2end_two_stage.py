@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, spread_weights, tiny_dense_config
+from helpers import REPO_ROOT, spread_weights, tiny_dense_config
 
 ort = pytest.importorskip('onnxruntime')
 onnx = pytest.importorskip('onnx')
@@ -50,9 +50,9 @@ RUN_CASES = [((96, 160), 1, (96, 160)), ((128, 96), 2, (201, 149))]
 # ------------------------------------------------------------------ models
 def tiny_cascade_config(backbone: str):
     """configs/demo/cascade_mask_rcnn_pvt_v2_b0_demo.py narrowed like
-    :func:`conftest.tiny_dense_config` (which takes one box head; the
+    :func:`helpers.tiny_dense_config` (which takes one box head; the
     cascade has three)."""
-    from conftest import DENSE_BACKBONES
+    from helpers import DENSE_BACKBONES
     from pvt_mm.cli import load_config
     cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo',
                                    'cascade_mask_rcnn_pvt_v2_b0_demo.py'))
@@ -603,12 +603,12 @@ def test_two_stage_negative_control(tmp_path):
 # ------------------------------------------------------------ Sparse R-CNN
 def tiny_sparse_rcnn(backbone: str):
     """configs/demo/sparse_rcnn_pvt_v2_b0_demo.py narrowed like the others,
-    with :func:`conftest.spread_weights`, except the LayerNorms of the
+    with :func:`helpers.spread_weights`, except the LayerNorms of the
     dynamic-instance heads (random ones collapse the queries' features
     onto one: all scores within 1e-4), their box regressors (scaled down)
     and the learnt proposals (spread over the image instead of random
     signs)."""
-    from conftest import DENSE_BACKBONES
+    from helpers import DENSE_BACKBONES
     from pvt_mm.cli import load_config
     from pvt_mm.deploy import load_model
     cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo',
@@ -673,7 +673,7 @@ def test_sparse_rcnn_end2end_matches_predict(tmp_path):
 
 
 def test_query_based_refuses_detr():
-    from conftest import tiny_dense_config as config
+    from helpers import tiny_dense_config as config
 
     from pvt_mm.deploy import ExportError, load_model
     from pvt_mm.deploy.end2end import build_end2end

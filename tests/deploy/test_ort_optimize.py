@@ -20,8 +20,8 @@ import onnx
 import pytest
 import torch
 
-from conftest import scaled_mismatches, spread_weights
-from conftest import tiny_dense_config as tiny_config
+from helpers import scaled_mismatches, spread_weights
+from helpers import tiny_dense_config as tiny_config
 
 ort = pytest.importorskip('onnxruntime')
 pytestmark = pytest.mark.usefixtures('fast_config_parsing', 'one_thread')
@@ -32,7 +32,7 @@ EXPORT_SHAPE = (64, 64)
 #: (H, W), batch: sizes not seen at export, one batch of 2
 RUN_SIZES = [((96, 160), 1), ((128, 96), 2)]
 DETECTOR = 'retinanet_pvt_v2_b0_demo.py'
-#: test name -> (tiny backbone of tests/conftest.py, class token)
+#: test name -> (tiny backbone of tests/helpers.py, class token)
 FAMILIES = {'pvtv1': ('pvtv1', False), 'pvtv2': ('pvtv2', False),
             'pvtv2_li': ('pvtv2_li', False), 'cvt': ('cvt', False),
             'cvt_cls': ('cvt', True)}
@@ -295,7 +295,7 @@ def test_pytorch2onnx_writes_ort_files(tmp_path, monkeypatch, capsys):
     needs no dataset)."""
     import json
 
-    from conftest import load_tool
+    from helpers import load_tool
     from pvt_mm.cli.analysis import fake_data
     from pvt_mm.deploy import optimize
     from pvt_mm.deploy.optimize import read_props

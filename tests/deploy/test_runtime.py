@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, tiny_dense_config, tiny_dense_model
+from helpers import REPO_ROOT, tiny_dense_config, tiny_dense_model
 
 pytest.importorskip('onnxruntime')
 cv2 = pytest.importorskip('cv2')

@@ -16,7 +16,7 @@ import torch
 from mmengine.logging import MMLogger
 from torch._dynamo.utils import counters
 
-from conftest import load_tool, tiny_dense_config
+from helpers import load_tool, tiny_dense_config
 from pvt_mm.cli import use_compile
 from pvt_mm.engine.compile import CompileHook, SizeBuckets
 

@@ -22,7 +22,7 @@ import pvt_mm.engine  # noqa: F401  (safe loading + hooks)
 from pvt_mm.engine import ConfigError, prepare_config
 from pvt_mm.models import CheckpointError
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from toy_task import (assert_same_weights, last_checkpoint, run_toy, toy_cfg,
                       weights)
 

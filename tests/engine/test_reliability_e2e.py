@@ -21,12 +21,12 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import REPO_ROOT, scaled_mismatches
+from helpers import REPO_ROOT, scaled_mismatches
 from toy_task import (assert_same_weights, last_checkpoint, run_toy, toy_cfg,
                       weights)
 
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
-# children import toy_task (here) and conftest (tests/)
+# children import toy_task (here) and helpers (tests/)
 CHILD_PATH = os.pathsep.join([TESTS_DIR, osp.dirname(TESTS_DIR)])
 PY = sys.executable
 

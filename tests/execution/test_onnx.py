@@ -6,24 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PYRAMID_CVT, PYRAMID_V2
+from helpers import PYRAMID_CVT, PYRAMID_V2
 from pvt_mm import CvT, PVTv1, PVTv2
 
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')
 
-TINY_V2, TINY_CVT = PYRAMID_V2, PYRAMID_CVT
 
 MODELS = {
     # PVTv1 exported at its pretraining size: the pos-embed resize must
     # still be in the graph for the other size.
-    'PVTv1': lambda: PVTv1(arch=TINY_V2, pretrain_img_size=64),
-    'PVTv1-cls': lambda: PVTv1(arch=TINY_V2, pretrain_img_size=64,
+    'PVTv1': lambda: PVTv1(arch=PYRAMID_V2, pretrain_img_size=64),
+    'PVTv1-cls': lambda: PVTv1(arch=PYRAMID_V2, pretrain_img_size=64,
                                out_type='cls_token'),
-    'PVTv2': lambda: PVTv2(arch=TINY_V2),
-    'PVTv2-li': lambda: PVTv2(arch=dict(TINY_V2, linear=True)),
-    'CvT': lambda: CvT(arch=TINY_CVT, extra_downsample=True),
-    'CvT-cls': lambda: CvT(arch=TINY_CVT, out_type='cls_token'),
+    'PVTv2': lambda: PVTv2(arch=PYRAMID_V2),
+    'PVTv2-li': lambda: PVTv2(arch=dict(PYRAMID_V2, linear=True)),
+    'CvT': lambda: CvT(arch=PYRAMID_CVT, extra_downsample=True),
+    'CvT-cls': lambda: CvT(arch=PYRAMID_CVT, out_type='cls_token'),
 }
 
 

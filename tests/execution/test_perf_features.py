@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import TINY_V2, scaled_mismatches, tiny_models
+from helpers import TWO_STAGE_V2, scaled_mismatches, tiny_models
 from pvt_mm import PVTv2
 from pvt_mm.execution import (add_residual, attention, execution_policy,
                               get_policy)
@@ -45,7 +45,7 @@ def test_banded_ffn_matches_whole_map(name, monkeypatch):
 
 
 def test_band_size_rules():
-    ffn = layers.ConvFFN(8, 32, dwconv=True)
+    ffn = layers.ConvFFN(8, 32)
     x = torch.randn(1, 64 * 64, 8)
     big = torch.randn(1, 512 * 512, 8)  # hidden map: 32 MiB
     policy = get_policy()
@@ -212,7 +212,7 @@ def test_banded_ffn_training_with_frozen_parts(frozen, tiny_bands):
     """Frozen parameters get no gradient and an input without grad gets
     none either; everything else matches autograd through the plain FFN."""
     torch.manual_seed(0)
-    ffn = layers.ConvFFN(8, 32, dwconv=True, extra_relu=True)
+    ffn = layers.ConvFFN(8, 32, extra_relu=True)
     if frozen != 'input':
         getattr(ffn, frozen).requires_grad_(False)
     x = torch.randn(2, 13 * 11, 8, requires_grad=frozen != 'input')
@@ -239,7 +239,7 @@ def test_banded_ffn_training_saves_no_hidden_map(tiny_bands):
     """A banded FFN keeps only its input for backward: no saved tensor is
     as large as the hidden map, and the grad of a second training step
     (after an optimizer step changed the weights) is still checked."""
-    ffn = layers.ConvFFN(8, 64, dwconv=True)
+    ffn = layers.ConvFFN(8, 64)
     x = torch.randn(1, 40 * 40, 8, requires_grad=True)
     saved = []
 
@@ -259,7 +259,7 @@ def test_banded_ffn_training_saves_no_hidden_map(tiny_bands):
 def test_ffn_recompute_stores_less():
     """Saved activations of one training forward: the FFN keeps fc1's
     output only, so far less than when every intermediate is saved."""
-    model = PVTv2(arch=TINY_V2, drop_path_rate=0.).train()
+    model = PVTv2(arch=TWO_STAGE_V2, drop_path_rate=0.).train()
     x = torch.randn(1, 3, 128, 128)
 
     def saved_bytes():
@@ -380,8 +380,9 @@ def test_backbone_recompute_ffn_switch_reaches_the_strategy():
     x = torch.randn(2, 16, 16, requires_grad=True)
     for switch, on_cpu, elsewhere in ((None, True, False), (True, True, True),
                                       (False, False, False)):
-        model = PVTv2(arch=TINY_V2, drop_path_rate=0., recompute_ffn=switch)
-        ffns = [m for m in model.modules() if isinstance(m, layers.ConvFFN)]
+        model = PVTv2(arch=TWO_STAGE_V2, drop_path_rate=0.,
+                      recompute_ffn=switch)
+        ffns = [m for m in model.modules() if isinstance(m, layers.Mlp)]
         assert ffns and all(f.recompute is switch for f in ffns)
         ffn = ffns[0].train()
         for device, expected in (('cpu', on_cpu), ('meta', elsewhere)):
@@ -389,4 +390,4 @@ def test_backbone_recompute_ffn_switch_reaches_the_strategy():
             assert (strategy is forward_recompute) is expected, (
                 switch, device)
     with pytest.raises(ValueError, match='recompute_ffn must be None'):
-        PVTv2(arch=TINY_V2, recompute_ffn='yes')
+        PVTv2(arch=TWO_STAGE_V2, recompute_ffn='yes')

@@ -20,7 +20,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY_CVT, TINY_V2, tiny_models
+from helpers import TWO_STAGE_CVT, TWO_STAGE_V2, tiny_models
 from pvt_mm import PVTv1
 from pvt_mm.execution import (ExecutionPolicy, execution_policy, get_policy,
                               set_policy)
@@ -37,7 +37,7 @@ TINY_BANDS = dict(ffn_band_bytes=1, ffn_min_band=5, ffn_train_band_min_bytes=0)
 
 def families():
     models = tiny_models()
-    models['pvtv1_cls'] = PVTv1(arch=TINY_V2, drop_path_rate=0.,
+    models['pvtv1_cls'] = PVTv1(arch=TWO_STAGE_V2, drop_path_rate=0.,
                                 pretrain_img_size=64, with_cls_token=True,
                                 out_type='cls_token')
     return models
@@ -158,8 +158,9 @@ def test_fused_drop_path_equals_reference(name, monkeypatch):
     real_addcmul = torch.addcmul
     monkeypatch.setattr(ops.torch, 'addcmul',
                         lambda *a, **k: calls.append(1) or real_addcmul(*a, **k))
-    model = (PVTv2(arch=TINY_V2, drop_path_rate=0.5) if name == 'pvtv2' else
-             CvT(arch=TINY_CVT, with_cls_token=True, drop_path_rate=0.5))
+    model = (PVTv2(arch=TWO_STAGE_V2, drop_path_rate=0.5) if name == 'pvtv2'
+             else CvT(arch=TWO_STAGE_CVT, with_cls_token=True,
+                      drop_path_rate=0.5))
     x = torch.randn(4, 3, 64, 64)
     results = {}
     for policy in ('reference', 'fast'):

@@ -9,20 +9,20 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 import pvt_mm
-from conftest import PYRAMID_CVT, PYRAMID_V2
+from helpers import PYRAMID_CVT, PYRAMID_V2
 from pvt_mm import CvT, PVTv1, PVTv2
 from pvt_mm.models.base import linear_drop_path
 from pvt_mm.models.layers import QuickGELU
 
 # Full pyramids with one stage two blocks deep (drop-path, freezing).
-TINY_V2 = dict(PYRAMID_V2, depths=(1, 2, 1, 1))
-TINY_CVT = dict(PYRAMID_CVT, depths=(1, 1, 2))
+DEEP_V2 = dict(PYRAMID_V2, depths=(1, 2, 1, 1))
+DEEP_CVT = dict(PYRAMID_CVT, depths=(1, 1, 2))
 # One small model per family (and the linear-SRA variant).
 SMALL = {
-    'PVTv1': lambda **kw: PVTv1(arch=TINY_V2, **kw),
-    'PVTv2': lambda **kw: PVTv2(arch=TINY_V2, **kw),
-    'PVTv2-li': lambda **kw: PVTv2(arch=dict(TINY_V2, linear=True), **kw),
-    'CvT': lambda **kw: CvT(arch=TINY_CVT, **kw),
+    'PVTv1': lambda **kw: PVTv1(arch=DEEP_V2, **kw),
+    'PVTv2': lambda **kw: PVTv2(arch=DEEP_V2, **kw),
+    'PVTv2-li': lambda **kw: PVTv2(arch=dict(DEEP_V2, linear=True), **kw),
+    'CvT': lambda **kw: CvT(arch=DEEP_CVT, **kw),
 }
 FAMILIES = pytest.mark.parametrize('name', list(SMALL))
 
@@ -82,11 +82,11 @@ def test_arch_aliases_and_dicts():
         assert PVTv2(arch='B2-Li').linear
         assert PVTv1(arch='Tiny').out_channels == [64, 128, 320, 512]
     with pytest.raises(ValueError, match=r"missing \['sr_ratios'\]"):
-        PVTv2(arch={k: v for k, v in TINY_V2.items() if k != 'sr_ratios'})
+        PVTv2(arch={k: v for k, v in DEEP_V2.items() if k != 'sr_ratios'})
     with pytest.raises(ValueError, match=r"unknown keys \['window'\]"):
-        PVTv2(arch=dict(TINY_V2, window=7))
+        PVTv2(arch=dict(DEEP_V2, window=7))
     with pytest.raises(ValueError, match='differ in length'):
-        PVTv2(arch=dict(TINY_V2, depths=(1, 1, 1)))
+        PVTv2(arch=dict(DEEP_V2, depths=(1, 1, 1)))
     with pytest.raises(TypeError, match='str or dict'):
         PVTv2(arch=2)
 
@@ -99,19 +99,19 @@ def test_registered_names():
 def test_official_numerics_defaults():
     """LayerNorm eps 1e-6 in blocks/stage norms, 1e-5 in patch-embed and SR
     norms (PVT); CvT: eps 1e-5, QuickGELU, scale = width ** -0.5."""
-    v2 = PVTv2(arch=TINY_V2)
+    v2 = PVTv2(arch=DEEP_V2)
     stage = v2.stages[0]
     assert stage.patch_embed.norm.eps == 1e-5
     assert stage.blocks[0].attn.norm.eps == 1e-5
     assert stage.blocks[0].norm1.eps == stage.blocks[0].norm2.eps == 1e-6
     assert stage.norm.eps == 1e-6
-    v1 = PVTv1(arch=TINY_V2, out_type='cls_token')
+    v1 = PVTv1(arch=DEEP_V2, out_type='cls_token')
     assert v1.stages[0].patch_embed.norm.eps == 1e-5
     assert v1.stages[0].blocks[0].attn.norm.eps == 1e-5
     assert v1.stages[3].blocks[0].norm1.eps == v1.norm.eps == 1e-6
     assert v1.stages[3].pos_embed.shape[1] == 7 * 7
     assert v1.stages[3].cls_pos_embed.shape == (1, 1, 64)
-    cvt = CvT(arch=TINY_CVT)
+    cvt = CvT(arch=DEEP_CVT)
     block = cvt.stages[2].blocks[0]
     assert {m.eps for m in cvt.modules() if isinstance(m, nn.LayerNorm)} == {1e-5}
     assert isinstance(block.mlp.act, QuickGELU)
@@ -157,21 +157,21 @@ def test_large_detection_input_b0():
 
 
 def test_out_indices_select_and_sort():
-    model = PVTv2(arch=TINY_V2, out_indices=(3, 1, -4)).eval()
+    model = PVTv2(arch=DEEP_V2, out_indices=(3, 1, -4)).eval()
     assert model.out_indices == (0, 1, 3)
     assert model.out_channels == [16, 32, 64]
     assert model.out_strides == [4, 8, 32]
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [16, 32, 64]
-    assert PVTv2(arch=TINY_V2, out_indices=2).out_indices == (2, )
+    assert PVTv2(arch=DEEP_V2, out_indices=2).out_indices == (2, )
     # Default: every stage densely, the last one for classification.
-    assert PVTv2(arch=TINY_V2).out_indices == (0, 1, 2, 3)
-    assert PVTv2(arch=TINY_V2, out_type='avg_featmap').out_indices == (3, )
-    assert CvT(arch=TINY_CVT, out_type='cls_token').out_indices == (2, )
+    assert PVTv2(arch=DEEP_V2).out_indices == (0, 1, 2, 3)
+    assert PVTv2(arch=DEEP_V2, out_type='avg_featmap').out_indices == (3, )
+    assert CvT(arch=DEEP_CVT, out_type='cls_token').out_indices == (2, )
 
 
 def test_outputs_are_nchw_and_usable_by_convs():
-    model = PVTv2(arch=TINY_V2).eval()
+    model = PVTv2(arch=DEEP_V2).eval()
     outs = model(torch.randn(1, 3, 64, 64))
     conv = nn.Conv2d(16, 4, 1)
     assert conv(outs[0]).shape == (1, 4, 16, 16)
@@ -199,7 +199,7 @@ def test_outputs_are_contiguous_for_mmcv_ops(name):
 
 
 def test_cvt_extra_downsample_stride_32():
-    model = CvT(arch=TINY_CVT, extra_downsample=True,
+    model = CvT(arch=DEEP_CVT, extra_downsample=True,
                 out_indices=(0, 1, 2, 3)).eval()
     assert model.out_strides == [4, 8, 16, 32]
     assert model.out_channels == [16, 32, 48, 48]
@@ -207,14 +207,14 @@ def test_cvt_extra_downsample_stride_32():
     assert [tuple(o.shape[2:]) for o in outs] == [(24, 32), (12, 16), (6, 8),
                                                   (3, 4)]
     assert sorted(model.out_norms) == ['0', '1', '2', '3']
-    assert CvT(arch=TINY_CVT, extra_downsample=True).out_indices == (0, 1, 2, 3)
+    assert CvT(arch=DEEP_CVT, extra_downsample=True).out_indices == (0, 1, 2, 3)
     with pytest.raises(ValueError, match=r'out_indices .*out of range.*0\.\.2'):
-        CvT(arch=TINY_CVT, out_indices=(0, 1, 2, 3))
+        CvT(arch=DEEP_CVT, out_indices=(0, 1, 2, 3))
 
 
 def test_cvt_out_norms_normalise_each_map():
-    with_norms = CvT(arch=TINY_CVT).eval()
-    plain = CvT(arch=TINY_CVT, out_norms=False).eval()
+    with_norms = CvT(arch=DEEP_CVT).eval()
+    plain = CvT(arch=DEEP_CVT, out_norms=False).eval()
     plain.load_state_dict(with_norms.state_dict(), strict=False)
     with torch.no_grad():
         for i, norm in with_norms.out_norms.items():
@@ -228,7 +228,7 @@ def test_cvt_out_norms_normalise_each_map():
 
 
 def test_pvt_v1_pos_embed_resized_to_the_input():
-    model = PVTv1(arch=TINY_V2, pretrain_img_size=64).eval()
+    model = PVTv1(arch=DEEP_V2, pretrain_img_size=64).eval()
     stage = model.stages[0]
     assert stage.pos_shape == (16, 16)
     assert stage.resized_pos_embed((16, 16)) is stage.pos_embed
@@ -253,9 +253,9 @@ def test_too_small_input_is_a_clear_error(name):
 
 
 def test_min_input_sizes():
-    assert PVTv2(arch=TINY_V2).min_input_size() == 29      # 8x8 SR at 1/4
-    assert PVTv2(arch=dict(TINY_V2, linear=True)).min_input_size() == 1
-    assert PVTv1(arch=TINY_V2).min_input_size() == 32
+    assert PVTv2(arch=DEEP_V2).min_input_size() == 29      # 8x8 SR at 1/4
+    assert PVTv2(arch=dict(DEEP_V2, linear=True)).min_input_size() == 1
+    assert PVTv1(arch=DEEP_V2).min_input_size() == 32
 
 
 @FAMILIES
@@ -329,15 +329,15 @@ def test_index_arguments_out_of_range(name):
 
 def test_out_type_errors():
     with pytest.raises(ValueError, match="avg_featmap"):
-        PVTv2(arch=TINY_V2, out_type='cls_token')
+        PVTv2(arch=DEEP_V2, out_type='cls_token')
     with pytest.raises(ValueError, match='out_type must be one of'):
-        PVTv2(arch=TINY_V2, out_type='logits')
+        PVTv2(arch=DEEP_V2, out_type='logits')
     with pytest.raises(ValueError, match=r'out_indices=\(3,\)'):
-        PVTv2(arch=TINY_V2, out_type='avg_featmap', out_indices=(2, ))
+        PVTv2(arch=DEEP_V2, out_type='avg_featmap', out_indices=(2, ))
     with pytest.raises(ValueError, match='with_cls_token'):
-        PVTv1(arch=TINY_V2, out_type='cls_token', with_cls_token=False)
+        PVTv1(arch=DEEP_V2, out_type='cls_token', with_cls_token=False)
     with pytest.raises(ValueError, match='extra_downsample'):
-        CvT(arch=TINY_CVT, out_type='cls_token', extra_downsample=True)
+        CvT(arch=DEEP_CVT, out_type='cls_token', extra_downsample=True)
 
 
 # ------------------------------------------------------------ training
@@ -363,7 +363,7 @@ def test_frozen_stages(name):
 
 
 def test_frozen_stage_batchnorm_statistics_do_not_move():
-    model = CvT(arch=TINY_CVT, frozen_stages=0).train()
+    model = CvT(arch=DEEP_CVT, frozen_stages=0).train()
     bn = model.stages[0].blocks[0].attn.conv_proj_k.bn
     live = model.stages[1].blocks[0].attn.conv_proj_k.bn
     before, live_before = bn.running_mean.clone(), live.running_mean.clone()
@@ -373,14 +373,14 @@ def test_frozen_stage_batchnorm_statistics_do_not_move():
 
 
 def test_norm_eval_keeps_cvt_batchnorm_in_eval():
-    model = CvT(arch=TINY_CVT, norm_eval=True).train()
+    model = CvT(arch=DEEP_CVT, norm_eval=True).train()
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and not any(m.training for m in bns)
     before = [m.running_mean.clone() for m in bns]
     model(torch.randn(2, 3, 64, 64))
     assert all(torch.equal(m.running_mean, b) for m, b in zip(bns, before))
     assert model.stages[0].blocks[0].norm1.training   # only BN is affected
-    plain = CvT(arch=TINY_CVT).train()
+    plain = CvT(arch=DEEP_CVT).train()
     assert all(m.training for m in plain.modules()
                if isinstance(m, nn.BatchNorm2d))
 
@@ -411,14 +411,14 @@ def test_with_cp_same_outputs_and_grads(name, monkeypatch):
 def test_drop_path_linear_rule():
     assert linear_drop_path(0.3, 4) == pytest.approx([0., 0.1, 0.2, 0.3])
     assert linear_drop_path(0.3, 1) == [0.]
-    model = PVTv2(arch=TINY_V2, drop_path_rate=0.4)
+    model = PVTv2(arch=DEEP_V2, drop_path_rate=0.4)
     blocks = [b for s in model.stages for b in s.blocks]
     rates = [b.drop_path.drop_prob if isinstance(b.drop_path, DropPath)
              else 0. for b in blocks]
     assert rates == pytest.approx([0.4 * i / (len(blocks) - 1)
                                    for i in range(len(blocks))])
     assert isinstance(blocks[0].drop_path, nn.Identity)
-    cvt = CvT(arch=TINY_CVT, drop_path_rate=0.2)
+    cvt = CvT(arch=DEEP_CVT, drop_path_rate=0.2)
     assert cvt.stages[2].blocks[-1].drop_path.drop_prob == pytest.approx(0.2)
 
 
@@ -440,7 +440,7 @@ def test_drop_path_per_stage_is_cvts_rule():
     flat = _block_rates(CvT(arch=arch, drop_path_rate=0.2))
     assert flat[0][-1] > 0 and flat[1][0] > 0
     # PVT families take the list too (one entry per stage)
-    v2 = PVTv2(arch=dict(TINY_V2, depths=(1, 1, 1, 2)),
+    v2 = PVTv2(arch=dict(DEEP_V2, depths=(1, 1, 1, 2)),
                drop_path_rate=[0., 0., 0., 0.3])
     assert _block_rates(v2) == [[0.], [0.], [0.], pytest.approx([0., 0.3])]
 
@@ -453,11 +453,11 @@ def test_drop_path_per_stage_is_cvts_rule():
 ])
 def test_drop_path_rate_errors(rate, match):
     with pytest.raises(ValueError, match=match):
-        CvT(arch=TINY_CVT, drop_path_rate=rate)
+        CvT(arch=DEEP_CVT, drop_path_rate=rate)
 
 
 def test_drop_path_is_active_in_training_only():
-    model = PVTv2(arch=TINY_V2, drop_path_rate=0.5)
+    model = PVTv2(arch=DEEP_V2, drop_path_rate=0.5)
     x = torch.randn(2, 3, 64, 64)
     model.train()
     torch.manual_seed(1)
@@ -498,7 +498,7 @@ def test_attention_runs_through_sdpa(monkeypatch):
 
 
 def test_default_init_without_checkpoint():
-    model = PVTv1(arch=TINY_V2)
+    model = PVTv1(arch=DEEP_V2)
     model.init_weights()
     linear = model.stages[1].blocks[0].attn.q
     assert torch.all(linear.bias == 0)
@@ -508,7 +508,7 @@ def test_default_init_without_checkpoint():
 
 
 def test_init_cfg_is_passed_to_mmengine():
-    model = PVTv2(arch=TINY_V2, init_cfg=dict(type='Constant', val=0.5,
+    model = PVTv2(arch=DEEP_V2, init_cfg=dict(type='Constant', val=0.5,
                                               layer='Linear'))
     model.init_weights()
     assert torch.all(model.stages[0].blocks[0].attn.q.weight == 0.5)
@@ -519,8 +519,8 @@ def test_init_cfg_is_passed_to_mmengine():
 @pytest.mark.parametrize('backbone,channels', [
     (dict(type='pvt_mm.PVTv2', arch='b0', out_type='avg_featmap',
           out_indices=(3, )), 256),
-    (dict(type='pvt_mm.PVTv1', arch=TINY_V2, out_type='cls_token'), 64),
-    (dict(type='pvt_mm.CvT', arch=TINY_CVT, out_type='cls_token'), 48),
+    (dict(type='pvt_mm.PVTv1', arch=DEEP_V2, out_type='cls_token'), 64),
+    (dict(type='pvt_mm.CvT', arch=DEEP_CVT, out_type='cls_token'), 48),
 ], ids=['PVTv2', 'PVTv1', 'CvT'])
 def test_mmpretrain_image_classifier(backbone, channels):
     pytest.importorskip('mmpretrain')
@@ -552,8 +552,8 @@ def test_mmpretrain_image_classifier(backbone, channels):
 
 
 def test_cls_token_path_uses_final_norm_on_cls_only():
-    model = CvT(arch=TINY_CVT, out_type='cls_token').eval()
-    dense = CvT(arch=TINY_CVT, with_cls_token=True, out_norms=False).eval()
+    model = CvT(arch=DEEP_CVT, out_type='cls_token').eval()
+    dense = CvT(arch=DEEP_CVT, with_cls_token=True, out_norms=False).eval()
     dense.load_state_dict(model.state_dict(), strict=False)
     captured = {}
     stage = dense.stages[2]
@@ -567,8 +567,8 @@ def test_cls_token_path_uses_final_norm_on_cls_only():
 
 
 def test_avg_featmap_is_mean_of_normed_last_stage():
-    model = PVTv2(arch=TINY_V2, out_type='avg_featmap', out_indices=(3, ))
-    dense = PVTv2(arch=TINY_V2, out_indices=(3, ))
+    model = PVTv2(arch=DEEP_V2, out_type='avg_featmap', out_indices=(3, ))
+    dense = PVTv2(arch=DEEP_V2, out_indices=(3, ))
     dense.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -576,3 +576,20 @@ def test_avg_featmap_is_mean_of_normed_last_stage():
         fmap, = dense.eval()(x)
     assert feat.shape == (2, 64)
     assert torch.allclose(feat, fmap.mean(dim=(2, 3)), atol=1e-6)
+
+
+def test_ffn_kind_per_family_and_parameter_order():
+    """PVTv1 and CvT have the plain MLP, PVTv2 the depthwise-conv FFN (with
+    PVTv2-Li's ReLU). The parameters keep the forward order fc1, dwconv,
+    fc2: an optimizer's state is saved by parameter index, so a resumed
+    run depends on it."""
+    from pvt_mm.models.layers import ConvFFN, Mlp
+    mlps = {name: make().stages[0].blocks[0].mlp
+            for name, make in SMALL.items()}
+    assert type(mlps['PVTv1']) is Mlp and type(mlps['CvT']) is Mlp
+    assert mlps['PVTv1'].dwconv is None and mlps['CvT'].relu is None
+    assert type(mlps['PVTv2']) is ConvFFN and mlps['PVTv2'].relu is None
+    assert type(mlps['PVTv2-li'].relu) is torch.nn.ReLU
+    assert [n for n, _ in mlps['PVTv2'].named_parameters()] == [
+        'fc1.weight', 'fc1.bias', 'dwconv.weight', 'dwconv.bias',
+        'fc2.weight', 'fc2.bias']

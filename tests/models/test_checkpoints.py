@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import PYRAMID_CVT, PYRAMID_V2, REPO_ROOT, load_tool
+from helpers import PYRAMID_CVT, PYRAMID_V2, REPO_ROOT, load_tool
 from pvt_mm import CvT, PVTv1, PVTv2
 from pvt_mm.models import CheckpointError, load_pretrained
 from references import (HF_CVT_TO_OFFICIAL, TIMM_V2_TO_OFFICIAL,

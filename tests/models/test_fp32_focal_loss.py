@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.models.losses import FocalLoss
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from pvt_mm import MODELS, FP32FocalLoss
 
 NUM_CLASSES = 5

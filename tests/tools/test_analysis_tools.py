@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 from pvt_mm import PVTv2
 from pvt_mm.cli import analysis
 

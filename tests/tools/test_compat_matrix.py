@@ -11,7 +11,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 DOC = osp.join(REPO_ROOT, 'docs', 'use_in_your_project.md')
 JSON = osp.join(REPO_ROOT, 'docs', 'compat_matrix.json')

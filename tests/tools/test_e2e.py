@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 TOOLS = osp.join(REPO_ROOT, 'tools')
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')

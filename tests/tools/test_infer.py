@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import load_tool, tiny_dense_config, tiny_dense_model
+from helpers import load_tool, tiny_dense_config, tiny_dense_model
 
 pytest.importorskip('onnxruntime')
 pytestmark = pytest.mark.usefixtures('fast_config_parsing', 'one_thread')

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 PLAN = load_tool('mmcv_build_plan')
 SCRIPT = os.path.join(REPO_ROOT, 'tools', 'mmcv_build_plan.py')

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 from pvt_mm import cli as common
 from pvt_mm.datasets import demo_data as make_demo_data
 from pvt_mm.datasets import (DatasetLayoutError,

@@ -1,0 +1,172 @@
+"""What the tests share besides fixtures (those are in conftest.py):
+the repository root, the small architectures, tiny detectors and
+segmentors built from the demo configs, a runner for the demo configs, the
+tools loaded as modules, and a scaled comparison of gradients. Tests
+import it as ``from helpers import ...`` (pytest puts tests/ on the path)."""
+import contextlib
+import copy
+import os
+
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small architectures shared by the tests: every stage and code path of a
+# family at a fraction of the cost. Two-stage variants for the execution
+# tests; full pyramids (4 PVT stages / 3 CvT stages) where the number of
+# stages matters (outputs, ONNX, checkpoints).
+TWO_STAGE_V2 = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+                    mlp_ratios=(4, 4), sr_ratios=(2, 1))
+TWO_STAGE_CVT = dict(embed_dims=(16, 32), depths=(1, 2), num_heads=(1, 2),
+                     patch_sizes=(7, 3), patch_strides=(4, 2),
+                     mlp_ratio=4)
+PYRAMID_V2 = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4),
+                  depths=(1, 1, 1, 1), mlp_ratios=(4, 4, 4, 4),
+                  sr_ratios=(8, 4, 2, 1))
+PYRAMID_CVT = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3),
+                   depths=(1, 1, 1), patch_sizes=(7, 3, 3),
+                   patch_strides=(4, 2, 2), mlp_ratio=2)
+
+
+def tiny_models():
+    """One small model per family and FFN / attention flavour (random
+    weights, no stochastic depth): PVTv2, PVTv2-Li, PVTv1, CvT with its
+    class token."""
+    from pvt_mm import CvT, PVTv1, PVTv2
+    return {
+        'pvtv2': PVTv2(arch=TWO_STAGE_V2, drop_path_rate=0.),
+        'pvtv2_li': PVTv2(arch=dict(TWO_STAGE_V2, linear=True),
+                          drop_path_rate=0.),
+        'pvtv1': PVTv1(arch=TWO_STAGE_V2, drop_path_rate=0.,
+                       pretrain_img_size=64),
+        'cvt_cls': CvT(arch=TWO_STAGE_CVT, with_cls_token=True,
+                       drop_path_rate=0.),
+    }
+
+
+@contextlib.contextmanager
+def demo_runner(tmp_path, config: str, cfg_options: dict, adapt=None):
+    """MMEngine's runner for ``configs/demo/<config>`` built the way
+    tools/train.py builds it, with no validation during training (the
+    tests evaluate themselves), in the repo directory (the configs' data
+    paths are relative to it) and with one torch thread; both restored on
+    exit. ``adapt(cfg)`` edits the loaded config first."""
+    from pvt_mm.cli.runner import build_runner, load_config, prepare
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO_ROOT)
+        cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo', config),
+                          cfg_options=cfg_options,
+                          work_dir=str(tmp_path / 'wd'), launcher='none')
+        cfg.train_cfg.val_interval = 10 ** 6
+        if adapt is not None:
+            adapt(cfg)
+        prepare(cfg, splits=('train', 'val'))
+        yield build_runner(cfg)
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+
+
+def load_tool(name: str):
+    """The module of ``tools/<name>.py`` (e.g. ``'analysis_tools/get_flops'``),
+    loaded from its file: the tools are scripts, not a package."""
+    import importlib.util
+    path = os.path.join(REPO_ROOT, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(
+        'tool_' + name.replace('/', '_'), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+
+def scaled_mismatches(expected: dict, got: dict, rtol: float,
+                      atol_of_max: float) -> dict:
+    """Keys whose tensor in ``got`` differs from ``expected`` by more than
+    ``rtol`` x that tensor's largest magnitude + ``atol_of_max`` x the
+    largest magnitude of all tensors (one that is zero in exact arithmetic,
+    e.g. a key bias's gradient, holds rounding noise only), each with its
+    error relative to the tensor's own largest magnitude."""
+    scale = max(t.abs().max().item() for t in expected.values())
+    bad = {}
+    for k, a in expected.items():
+        err = (got[k] - a).abs().max().item()
+        own = a.abs().max().item()
+        if err > rtol * own + atol_of_max * scale:
+            bad[k] = err / max(own, 1e-30)
+    return bad
+
+
+# Tiny detectors / segmentors (tests/deploy, tests/tools): the demo configs
+# (configs/demo/) with a small backbone of each family and narrow necks and
+# heads. Backbone config and the channels it returns per level.
+DENSE_BACKBONES = {
+    'pvtv1': (dict(type='pvt_mm.PVTv1', arch=PYRAMID_V2, pretrain_img_size=64),
+              [16, 32, 48, 64]),
+    'pvtv2': (dict(type='pvt_mm.PVTv2', arch=PYRAMID_V2), [16, 32, 48, 64]),
+    'pvtv2_li': (dict(type='pvt_mm.PVTv2', arch=dict(PYRAMID_V2, linear=True)),
+                 [16, 32, 48, 64]),
+    'cvt': (dict(type='pvt_mm.CvT', arch=PYRAMID_CVT, extra_downsample=True),
+            [16, 32, 48, 48]),
+}
+
+_DEMO_CONFIGS = {}
+
+
+def tiny_dense_config(name: str, backbone: str):
+    """The demo config ``name`` with a tiny ``backbone`` and narrow neck and
+    heads (random weights)."""
+    from pvt_mm.cli import load_config
+    if name not in _DEMO_CONFIGS:
+        _DEMO_CONFIGS[name] = load_config(
+            os.path.join(REPO_ROOT, 'configs', 'demo', name))
+    cfg = copy.deepcopy(_DEMO_CONFIGS[name])
+    bb, channels = DENSE_BACKBONES[backbone]
+    m = cfg.model
+    m.backbone = dict(bb, drop_path_rate=0.0, init_cfg=None)
+    m.neck.in_channels = channels
+    m.neck.out_channels = 32
+    if 'bbox_head' in m and 'feat_channels' in m.bbox_head:
+        m.bbox_head.update(in_channels=32, feat_channels=32, stacked_convs=1)
+        if m.bbox_head.type in ('GFLHead', 'ATSSHead'):
+            # GN (32 groups by default): >1 channel per group, as the coarsest
+            # level of a small input is 1x1
+            m.bbox_head.norm_cfg = dict(type='GN', num_groups=8,
+                                        requires_grad=True)
+    if 'rpn_head' in m:
+        m.rpn_head.update(in_channels=32, feat_channels=32)
+        m.roi_head.bbox_roi_extractor.out_channels = 32
+        m.roi_head.bbox_head.update(in_channels=32, conv_out_channels=32,
+                                    fc_out_channels=64)
+        m.roi_head.mask_roi_extractor.out_channels = 32
+        m.roi_head.mask_head.update(in_channels=32, conv_out_channels=32,
+                                    num_convs=1)
+    if 'decode_head' in m:
+        m.decode_head.update(in_channels=[32] * 4, channels=32)
+        m.data_preprocessor.size = None
+    return cfg
+
+
+def spread_weights(model):
+    """Random heads whose scores spread over (0, 1), so final results are
+    not decided by ties between near-equal prior scores."""
+    gen = torch.Generator().manual_seed(1)
+    for name, p in model.named_parameters():
+        if name.startswith('backbone.'):
+            continue
+        if p.dim() > 1:
+            fan_in = p[0].numel()
+            p.data = torch.randn(p.shape, generator=gen) / fan_in ** 0.5
+        else:
+            p.data = torch.randn(p.shape, generator=gen) * 0.5
+    return model
+
+
+def tiny_dense_model(name: str, backbone: str):
+    """:func:`tiny_dense_config`'s model (eval mode) with
+    :func:`spread_weights`."""
+    from pvt_mm.deploy import load_model
+    return spread_weights(load_model(tiny_dense_config(name, backbone)))
