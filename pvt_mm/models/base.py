@@ -1,7 +1,7 @@
 """What every pvt_mm backbone shares: arch tables, argument checks, the
 output contract, freezing, initialisation and pretrained loading."""
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -9,7 +9,8 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .layers import Block, PatchEmbed, Stage, nchw_to_tokens, tokens_to_nchw
+from .layers import (PatchEmbed, Stage, StageSpec, nchw_to_tokens,
+                     tokens_to_nchw)
 
 # Arguments other OpenMMLab backbones take that mean nothing here, with what
 # to do instead. Passing any of them is an error, never silently ignored.
@@ -220,41 +221,32 @@ class PyramidBackbone(BaseModule):
         return with_cls_token
 
     def build_stages(self,
-                     embed_dims: Sequence[int],
-                     depths: Sequence[int],
-                     patch_embed: Callable[[int], Tuple[int, int, int]],
-                     block_layers: Callable[[int, int],
-                                            Tuple[nn.Module, nn.Module]],
+                     specs: Sequence[StageSpec],
                      norm_eps: float,
                      embed_norm_eps: float,
-                     stage_args: Callable[[int], dict] = lambda i: {}
-                     ) -> nn.ModuleList:
-        """The stages: the assembly every family shares.
+                     attn_args: Optional[dict] = None,
+                     ffn_args: Optional[dict] = None) -> nn.ModuleList:
+        """The stages ``specs`` describe (:meth:`Stage.from_spec`), each
+        from the previous one's width: the assembly every family shares.
 
-        Stage ``i`` is a :class:`PatchEmbed` from the previous width to
-        ``embed_dims[i]`` (kernel, stride and padding from
-        ``patch_embed(i)``, LayerNorm eps ``embed_norm_eps``) followed by
-        ``depths[i]`` pre-norm :class:`Block` s (LayerNorm eps ``norm_eps``)
-        whose attention and FFN ``block_layers(i, dims)`` builds, with
-        stochastic depth from ``drop_path_rate`` (:func:`stage_drop_paths`).
-        ``stage_args(i)`` gives the remaining :class:`Stage` arguments (norm,
-        position embedding, class token...).
+        Every block gets stochastic depth from ``drop_path_rate``
+        (:func:`stage_drop_paths`), its attention :meth:`attn_args` (+
+        ``attn_args``), its FFN the dropout rate (+ ``ffn_args``), and
+        every stage ``with_cp`` and ``recompute_ffn``.
         """
-        rates = stage_drop_paths(self.drop_path_rate, depths)
+        rates = stage_drop_paths(self.drop_path_rate,
+                                 [spec.depth for spec in specs])
         stages, prev = [], self.in_channels
-        for i, dims in enumerate(embed_dims):
-            kernel, stride, padding = patch_embed(i)
-            embed = PatchEmbed(prev, dims, kernel, stride, padding=padding,
-                               norm_eps=embed_norm_eps)
-            blocks = [Block(dims, *block_layers(i, dims), drop_path=rate,
-                            norm_eps=norm_eps) for rate in rates[i]]
-            for block in blocks:
-                block.mlp.recompute = self.recompute_ffn
-            stages.append(Stage(embed, blocks, with_cp=self.with_cp,
-                                **stage_args(i)))
-            prev = dims
+        for spec, stage_rates in zip(specs, rates):
+            stages.append(Stage.from_spec(
+                spec, prev, stage_rates, norm_eps=norm_eps,
+                embed_norm_eps=embed_norm_eps,
+                attn_args=dict(self.attn_args(), **(attn_args or {})),
+                ffn_args=dict(drop=self.drop_rate, **(ffn_args or {})),
+                drop_rate=self.drop_rate, with_cp=self.with_cp,
+                recompute_ffn=self.recompute_ffn))
+            prev = spec.dims
         return nn.ModuleList(stages)
-
 
     def _init_outputs(self,
                       out_indices: Union[None, int, Sequence[int]],

@@ -10,14 +10,14 @@ For dense prediction the backbone returns strides 4/8/16, with
 the last stage) so 4-level FPNs (RetinaNet, Mask R-CNN, GFL, Semantic FPN)
 get the strides they are designed for, and a LayerNorm on every returned map.
 """
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch.nn as nn
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
 from .formats import CVT_FORMATS
-from .layers import ConvProjAttention, Mlp
+from .layers import StageSpec
 
 _CVT = dict(patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2),
             patch_paddings=(2, 1, 1), mlp_ratio=4)
@@ -31,6 +31,27 @@ ARCH_SETTINGS = {
     'w24': dict(embed_dims=(192, 768, 1024), depths=(2, 2, 20),
                 num_heads=(3, 12, 16), **_CVT),
 }
+
+
+def stage_specs(arch: dict, with_cls_token: bool) -> List[StageSpec]:
+    """CvT's stages (the paper, Sec. 3): overlapping convolutional token
+    embeddings (kernel, stride and padding from the table; padding by
+    default ``(kernel - stride + 1) // 2``: the official 2/1/1),
+    convolutional-projection attention, a plain MLP, and in the last stage
+    a class token (``with_cls_token``); dropout after the embeddings."""
+    last = len(arch['embed_dims']) - 1
+    specs = []
+    for i, (dims, depth, heads) in enumerate(zip(
+            arch['embed_dims'], arch['depths'], arch['num_heads'])):
+        k, s = arch['patch_sizes'][i], arch['patch_strides'][i]
+        pad = (arch['patch_paddings'][i] if 'patch_paddings' in arch
+               else (k - s + 1) // 2)
+        specs.append(StageSpec(dims=dims, depth=depth, patch=(k, s, pad),
+                               attention='conv_proj', num_heads=heads,
+                               ffn='mlp', mlp_ratio=arch['mlp_ratio'],
+                               cls_token=with_cls_token and i == last,
+                               embed_dropout=True))
+    return specs
 
 
 @MODELS.register_module()
@@ -82,27 +103,9 @@ class CvT(PyramidBackbone):
             raise ValueError('extra_downsample is for dense prediction '
                              "(out_type='featmap')")
         self.arch = a = self.resolve_arch(arch)
-        last = len(a['embed_dims']) - 1
-
-        def patch_embed(i: int):
-            k, s = a['patch_sizes'][i], a['patch_strides'][i]
-            pad = (a['patch_paddings'][i] if 'patch_paddings' in a
-                   else (k - s + 1) // 2)
-            return k, s, pad
-
-        def block_layers(i: int, dims: int):
-            return (ConvProjAttention(dims, a['num_heads'][i],
-                                      **self.attn_args()),
-                    Mlp(dims, int(dims * a['mlp_ratio']), act_cfg=act_cfg,
-                        drop=self.drop_rate))
-
         self.stages = self.build_stages(
-            a['embed_dims'], a['depths'], patch_embed=patch_embed,
-            block_layers=block_layers, norm_eps=norm_eps,
-            embed_norm_eps=norm_eps,
-            stage_args=lambda i: dict(
-                with_cls_token=with_cls_token and i == last,
-                drop_rate=self.drop_rate))
+            stage_specs(a, with_cls_token), norm_eps=norm_eps,
+            embed_norm_eps=norm_eps, ffn_args=dict(act_cfg=act_cfg))
         if self.out_type != 'featmap':
             self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
         self._init_outputs(out_indices, norm_eps if out_norms else None,

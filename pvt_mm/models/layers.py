@@ -15,6 +15,8 @@ calls into :mod:`pvt_mm.execution` (``attention``, ``add_residual``,
 ``pvt_mm.execution.execution_policy('reference')`` they are the plain
 PyTorch expressions their docstrings name.
 """
+import functools
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -393,6 +395,64 @@ class Block(BaseModule):
         return self.residual(x, self.mlp(self.norm2(x), hw, num_prefix))
 
 
+@dataclass(frozen=True)
+class StageSpec:
+    """One pyramid stage as a family's table describes it.
+
+    Attributes:
+        dims, depth: width and number of blocks.
+        patch: the patch embedding's ``(kernel, stride, padding)``.
+        attention: the attention's kind, a key of :data:`ATTENTIONS`
+            (``'sra'``, ``'linear_sra'``, ``'conv_proj'``), with
+            ``num_heads`` and ``attn_args`` (e.g. ``sr_ratio``).
+        ffn: the FFN's kind, a key of :data:`FFNS` (``'mlp'``, ``'conv'``,
+            ``'conv_relu'``), ``mlp_ratio`` hidden widths wide.
+        pos_grid: side of a learned position embedding grid (PVTv1).
+        cls_token, cls_pos_embed: the stage prepends a class token (with a
+            position embedding of its own).
+        embed_dropout: dropout (the backbone's ``drop_rate``) after the
+            embeddings.
+        out_norm: a LayerNorm on the stage's output (PVTv2).
+    """
+    dims: int
+    depth: int
+    patch: Tuple[int, int, int]
+    attention: str
+    num_heads: int
+    ffn: str
+    mlp_ratio: float
+    attn_args: dict = field(default_factory=dict)
+    pos_grid: Optional[int] = None
+    cls_token: bool = False
+    cls_pos_embed: bool = False
+    embed_dropout: bool = False
+    out_norm: bool = False
+
+    def __post_init__(self):
+        for kind, table, name in ((self.attention, ATTENTIONS, 'attention'),
+                                  (self.ffn, FFNS, 'ffn')):
+            if kind not in table:
+                raise ValueError(f'StageSpec: unknown {name} {kind!r}; '
+                                 f'known: {", ".join(table)}')
+        if len(self.patch) != 3:
+            raise ValueError(f'StageSpec: patch is (kernel, stride, '
+                             f'padding), got {self.patch!r}')
+
+
+#: Attention kinds of :class:`StageSpec`.
+ATTENTIONS = {
+    'sra': SRAttention,
+    'linear_sra': functools.partial(SRAttention, linear=True),
+    'conv_proj': ConvProjAttention,
+}
+#: FFN kinds of :class:`StageSpec`.
+FFNS = {
+    'mlp': Mlp,
+    'conv': ConvFFN,
+    'conv_relu': functools.partial(ConvFFN, extra_relu=True),
+}
+
+
 class Stage(BaseModule):
     """One pyramid stage: patch embedding [+ position embedding]
     [+ class token] -> blocks [-> norm].
@@ -435,6 +495,46 @@ class Stage(BaseModule):
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(dims, eps=norm_eps) if norm_eps else None
         self.with_cp = with_cp
+
+    @classmethod
+    def from_spec(cls,
+                  spec: StageSpec,
+                  in_channels: int,
+                  drop_paths: Sequence[float],
+                  *,
+                  norm_eps: float,
+                  embed_norm_eps: float,
+                  attn_args: Optional[dict] = None,
+                  ffn_args: Optional[dict] = None,
+                  drop_rate: float = 0.,
+                  with_cp: bool = False,
+                  recompute_ffn: Optional[bool] = None) -> 'Stage':
+        """The stage ``spec`` describes, from ``in_channels``: its patch
+        embedding (LayerNorm eps ``embed_norm_eps``), one pre-norm
+        :class:`Block` per entry of ``drop_paths`` (LayerNorm eps
+        ``norm_eps``; the attention gets ``attn_args`` and the FFN
+        ``ffn_args`` besides what the spec says) and its extras."""
+        kernel, stride, padding = spec.patch
+        embed = PatchEmbed(in_channels, spec.dims, kernel, stride,
+                           padding=padding, norm_eps=embed_norm_eps)
+        blocks = []
+        for rate in drop_paths:
+            attn = ATTENTIONS[spec.attention](
+                spec.dims, spec.num_heads, **spec.attn_args,
+                **(attn_args or {}))
+            mlp = FFNS[spec.ffn](spec.dims, int(spec.dims * spec.mlp_ratio),
+                                 **(ffn_args or {}))
+            mlp.recompute = recompute_ffn
+            blocks.append(Block(spec.dims, attn, mlp, drop_path=rate,
+                                norm_eps=norm_eps))
+        grid = spec.pos_grid
+        return cls(embed, blocks,
+                   norm_eps=norm_eps if spec.out_norm else None,
+                   pos_shape=(grid, grid) if grid else None,
+                   with_cls_token=spec.cls_token,
+                   cls_pos_embed=spec.cls_pos_embed,
+                   drop_rate=drop_rate if spec.embed_dropout else 0.,
+                   with_cp=with_cp)
 
     def resized_pos_embed(self, hw: HW) -> torch.Tensor:
         """The position embedding bilinearly resized to the ``hw`` grid."""

@@ -5,14 +5,14 @@ patch embeddings, learned absolute position embeddings per stage (resized to
 the input), spatial-reduction attention, a plain MLP, and a class token in
 the last stage for classification.
 """
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch.nn as nn
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
 from .formats import PVTV1_FORMATS
-from .layers import Mlp, SRAttention
+from .layers import StageSpec
 
 _DIMS = (64, 128, 320, 512)
 _HEADS = (1, 2, 5, 8)
@@ -30,6 +30,27 @@ ARCH_SETTINGS = {
     'large': dict(embed_dims=_DIMS, depths=(3, 8, 27, 3), num_heads=_HEADS,
                   mlp_ratios=_MLP, sr_ratios=_SR),
 }
+
+
+def stage_specs(arch: dict, pretrain_img_size: int,
+                with_cls_token: bool) -> List[StageSpec]:
+    """PVTv1's stages (the paper, Sec. 3): non-overlapping patches (4x4,
+    then 2x2), a learned position embedding on the grid of
+    ``pretrain_img_size`` (resized to every input), spatial-reduction
+    attention, a plain MLP, and in the last stage a class token with a
+    position embedding of its own (``with_cls_token``); dropout after the
+    embeddings."""
+    last = len(arch['embed_dims']) - 1
+    return [StageSpec(dims=dims, depth=depth,
+                      patch=(4, 4, 0) if i == 0 else (2, 2, 0),
+                      attention='sra', num_heads=heads,
+                      attn_args=dict(sr_ratio=sr), ffn='mlp', mlp_ratio=ratio,
+                      pos_grid=pretrain_img_size // 2 ** (i + 2),
+                      cls_token=with_cls_token and i == last,
+                      cls_pos_embed=True, embed_dropout=True)
+            for i, (dims, depth, heads, ratio, sr) in enumerate(zip(
+                arch['embed_dims'], arch['depths'], arch['num_heads'],
+                arch['mlp_ratios'], arch['sr_ratios']))]
 
 
 @MODELS.register_module()
@@ -71,25 +92,10 @@ class PVTv1(PyramidBackbone):
         super().__init__(**kwargs)
         with_cls_token = self.class_token_wanted(with_cls_token)
         self.arch = a = self.resolve_arch(arch)
-        last = len(a['embed_dims']) - 1
-
-        def block_layers(i: int, dims: int):
-            return (SRAttention(dims, a['num_heads'][i], a['sr_ratios'][i],
-                                sr_norm_eps=embed_norm_eps, **self.attn_args()),
-                    Mlp(dims, int(dims * a['mlp_ratios'][i]),
-                        drop=self.drop_rate))
-
-        def stage_args(i: int) -> dict:
-            grid = pretrain_img_size // 2 ** (i + 2)  # patches 4, 2, 2, 2
-            return dict(pos_shape=(grid, grid), drop_rate=self.drop_rate,
-                        with_cls_token=with_cls_token and i == last,
-                        cls_pos_embed=True)
-
         self.stages = self.build_stages(
-            a['embed_dims'], a['depths'],
-            patch_embed=lambda i: (4, 4, 0) if i == 0 else (2, 2, 0),
-            block_layers=block_layers, norm_eps=norm_eps,
-            embed_norm_eps=embed_norm_eps, stage_args=stage_args)
+            stage_specs(a, pretrain_img_size, with_cls_token),
+            norm_eps=norm_eps, embed_norm_eps=embed_norm_eps,
+            attn_args=dict(sr_norm_eps=embed_norm_eps))
         if self.out_type != 'featmap':
             self.norm = nn.LayerNorm(a['embed_dims'][-1], eps=norm_eps)
         self._init_outputs(out_indices, norm_eps if out_norms else None)

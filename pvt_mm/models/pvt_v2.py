@@ -4,12 +4,12 @@ Wang et al., CVMJ 2022 (https://arxiv.org/abs/2106.13797). Overlapping
 patch embeddings, a 3x3 depthwise conv in every FFN, spatial-reduction
 attention (or linear SRA for B2-Li), a LayerNorm after each stage.
 """
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
 from .formats import PVTV2_FORMATS
-from .layers import ConvFFN, SRAttention
+from .layers import StageSpec
 
 _WIDE = (64, 128, 320, 512)
 _HEADS = (1, 2, 5, 8)
@@ -32,6 +32,25 @@ ARCH_SETTINGS = {
     'b5': dict(embed_dims=_WIDE, depths=(3, 6, 40, 3), num_heads=_HEADS,
                mlp_ratios=(4, 4, 4, 4), sr_ratios=_SR),
 }
+
+
+
+
+def stage_specs(arch: dict) -> List[StageSpec]:
+    """PVTv2's stages (the paper, Sec. 3): overlapping patch embeddings
+    (7x7 stride 4, then 3x3 stride 2), spatial-reduction attention (linear
+    SRA for -Li), the FFN with a 3x3 depthwise conv (after a ReLU for
+    -Li), a LayerNorm after every stage."""
+    linear = arch.get('linear', False)
+    return [StageSpec(dims=dims, depth=depth,
+                      patch=(7, 4, 3) if i == 0 else (3, 2, 1),
+                      attention='linear_sra' if linear else 'sra',
+                      num_heads=heads, attn_args=dict(sr_ratio=sr),
+                      ffn='conv_relu' if linear else 'conv', mlp_ratio=ratio,
+                      out_norm=True)
+            for i, (dims, depth, heads, ratio, sr) in enumerate(zip(
+                arch['embed_dims'], arch['depths'], arch['num_heads'],
+                arch['mlp_ratios'], arch['sr_ratios']))]
 
 
 @MODELS.register_module()
@@ -71,21 +90,10 @@ class PVTv2(PyramidBackbone):
             raise ValueError("PVTv2 has no class token; use out_type="
                              "'avg_featmap' for classification")
         self.arch = a = self.resolve_arch(arch)
-        self.linear = linear = a.get('linear', False)
-
-        def block_layers(i: int, dims: int):
-            return (SRAttention(dims, a['num_heads'][i], a['sr_ratios'][i],
-                                linear=linear, sr_norm_eps=embed_norm_eps,
-                                **self.attn_args()),
-                    ConvFFN(dims, int(dims * a['mlp_ratios'][i]),
-                            extra_relu=linear, drop=self.drop_rate))
-
+        self.linear = a.get('linear', False)
         self.stages = self.build_stages(
-            a['embed_dims'], a['depths'],
-            patch_embed=lambda i: (7, 4, 3) if i == 0 else (3, 2, 1),
-            block_layers=block_layers, norm_eps=norm_eps,
-            embed_norm_eps=embed_norm_eps,
-            stage_args=lambda i: dict(norm_eps=norm_eps))
+            stage_specs(a), norm_eps=norm_eps, embed_norm_eps=embed_norm_eps,
+            attn_args=dict(sr_norm_eps=embed_norm_eps))
         self._init_outputs(out_indices)
 
     def stage_min_sizes(self):

@@ -593,3 +593,31 @@ def test_ffn_kind_per_family_and_parameter_order():
     assert [n for n, _ in mlps['PVTv2'].named_parameters()] == [
         'fc1.weight', 'fc1.bias', 'dwconv.weight', 'dwconv.bias',
         'fc2.weight', 'fc2.bias']
+
+
+def test_stage_specs_read_as_the_papers_tables():
+    """Each family's stages as data (layers.StageSpec): what the papers'
+    architecture sections say, and a clear error for an unknown kind."""
+    from pvt_mm.models import cvt, pvt_v1, pvt_v2
+    from pvt_mm.models.layers import StageSpec
+    b2 = pvt_v2.stage_specs(pvt_v2.ARCH_SETTINGS['b2'])
+    assert [s.patch for s in b2] == [(7, 4, 3)] + [(3, 2, 1)] * 3
+    assert {(s.attention, s.ffn, s.out_norm) for s in b2} == {
+        ('sra', 'conv', True)}
+    assert [s.attn_args['sr_ratio'] for s in b2] == [8, 4, 2, 1]
+    li = pvt_v2.stage_specs(pvt_v2.ARCH_SETTINGS['b2_li'])
+    assert {(s.attention, s.ffn) for s in li} == {('linear_sra', 'conv_relu')}
+    v1 = pvt_v1.stage_specs(pvt_v1.ARCH_SETTINGS['small'], 224, True)
+    assert [s.patch for s in v1] == [(4, 4, 0)] + [(2, 2, 0)] * 3
+    assert [s.pos_grid for s in v1] == [56, 28, 14, 7]
+    assert [s.cls_token for s in v1] == [False, False, False, True]
+    assert {(s.attention, s.ffn) for s in v1} == {('sra', 'mlp')}
+    c13 = cvt.stage_specs(cvt.ARCH_SETTINGS['13'], False)
+    assert [s.patch for s in c13] == [(7, 4, 2), (3, 2, 1), (3, 2, 1)]
+    assert {(s.attention, s.ffn) for s in c13} == {('conv_proj', 'mlp')}
+    with pytest.raises(ValueError, match="unknown attention 'window'.*sra"):
+        StageSpec(dims=8, depth=1, patch=(3, 2, 1), attention='window',
+                  num_heads=1, ffn='mlp', mlp_ratio=4)
+    with pytest.raises(ValueError, match='unknown ffn'):
+        StageSpec(dims=8, depth=1, patch=(3, 2, 1), attention='sra',
+                  num_heads=1, ffn='moe', mlp_ratio=4)
