@@ -56,8 +56,15 @@ def enabled() -> bool:
         '0', 'false', 'no', 'off')
 
 
-def configs_dir() -> str:
-    spec = importlib.util.find_spec('pvt_mm')
+def configs_dir(package: str = 'pvt_mm') -> str:
+    """``<package dir>/.mim/configs``: where an OpenMMLab package ships its
+    configs (``pkg::path`` names resolve there). The one place this path is
+    computed (pvt_mm.swap, the compatibility matrix and the hook use it);
+    a ``FileNotFoundError`` names a package that is not installed."""
+    spec = _top_level_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f'package {package!r} is not installed, so '
+                                f'its configs ({package}::...) are not there')
     return osp.join(osp.dirname(spec.origin), '.mim', 'configs')
 
 

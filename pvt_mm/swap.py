@@ -119,9 +119,8 @@ def load_backbone_base(backbone: BackboneArg) -> Tuple[dict, List[int], dict]:
     backbone dict (built to read its channels)."""
     if isinstance(backbone, str):
         from mmengine.config import Config
-        here = osp.dirname(osp.abspath(__file__))
-        path = osp.join(here, '.mim', 'configs', '_base_', 'models',
-                        backbone + '.py')
+        from pvt_mm_config_hook import configs_dir
+        path = osp.join(configs_dir(), '_base_', 'models', backbone + '.py')
         if not osp.isfile(path):
             import glob
             names = sorted(osp.splitext(osp.basename(p))[0] for p in glob.glob(
@@ -379,12 +378,12 @@ def config_path(name: str) -> str:
     ``pvt_mm::``: ``<package>/.mim/configs/path``) or a plain path."""
     if '::' not in name:
         return name
-    import importlib.util
+    from pvt_mm_config_hook import configs_dir
     pkg, rel = name.split('::', 1)
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(f'{name!r}: package {pkg!r} is not installed')
-    path = osp.join(osp.dirname(spec.origin), '.mim', 'configs', rel)
+    try:
+        path = osp.join(configs_dir(pkg), rel)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'{name!r}: {e}') from None
     if not osp.isfile(path):
         raise FileNotFoundError(f'{name!r}: no such config ({path})')
     return path

@@ -223,3 +223,22 @@ def test_hook_rebinds_lookups_imported_before_it():
                          capture_output=True, text=True, cwd='/', env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == 'ok'
+
+
+def test_one_resolver_for_package_configs():
+    """``pvt_mm_config_hook.configs_dir``: the one place
+    ``<package>/.mim/configs`` is computed (the hook, pvt_mm.swap and the
+    compatibility matrix use it), with a clear error for a package that is
+    not installed."""
+    import pvt_mm_config_hook as hook
+    from pvt_mm.swap import config_path
+    assert os.path.isfile(os.path.join(hook.configs_dir(),
+                                       'retinanet_pvt_v2_b2_coco.py'))
+    mmdet_dir = hook.configs_dir('mmdet')
+    assert os.path.isdir(os.path.join(mmdet_dir, 'retinanet'))
+    assert config_path('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py') == \
+        os.path.join(mmdet_dir, 'retinanet', 'retinanet_r50_fpn_1x_coco.py')
+    with pytest.raises(FileNotFoundError, match="'no_such_pkg' is not inst"):
+        hook.configs_dir('no_such_pkg')
+    with pytest.raises(FileNotFoundError, match="no_such_pkg::a.py.*not inst"):
+        config_path('no_such_pkg::a.py')

@@ -194,9 +194,8 @@ DEFAULT_SIZE = 64
 
 
 def configs_root(lib: str) -> str:
-    import importlib.util
-    spec = importlib.util.find_spec(lib)
-    return osp.join(osp.dirname(spec.origin), '.mim', 'configs')
+    from pvt_mm_config_hook import configs_dir
+    return configs_dir(lib)
 
 
 def pick_representative(lib: str, folder: str, files) -> str:
