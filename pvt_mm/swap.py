@@ -138,9 +138,8 @@ def load_backbone_base(backbone: BackboneArg) -> Tuple[dict, List[int], dict]:
         probe = dict(bb, init_cfg=None, out_indices=None)
         probe.pop('out_indices')
         model = MODELS.build(probe)
-        strides = list(model.out_strides)
         channels = [None] * 4
-        for s, c in zip(strides, model.out_channels):
+        for c, s in model.output_shape():
             lvl = int(round(math.log2(s))) - 2
             if 0 <= lvl < 4:
                 channels[lvl] = c

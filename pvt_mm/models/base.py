@@ -1,7 +1,7 @@
 """What every pvt_mm backbone shares: arch tables, argument checks, the
 output contract, freezing, initialisation and pretrained loading."""
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -36,6 +36,13 @@ for _name in ('deep_stem', 'stem_channels', 'base_channels', 'avg_down',
                                   'set hyper-parameters through arch')
 
 OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
+
+
+class FeatureSpec(NamedTuple):
+    """What one returned map is, for the neck that reads it (as
+    detectron2's ``ShapeSpec``): its channels and its stride in pixels."""
+    channels: int
+    stride: int
 
 
 def linear_drop_path(rate: float, total: int) -> List[float]:
@@ -121,7 +128,8 @@ class PyramidBackbone(BaseModule):
     Output contract: ``forward`` returns a tuple with one NCHW map per
     ``out_indices`` entry (``out_type='featmap'``), or a 1-tuple with a
     ``(B, C)`` vector (``'cls_token'`` / ``'avg_featmap'``) for
-    classification. ``out_channels`` and ``out_strides`` state what each
+    classification. :meth:`output_shape` (one :class:`FeatureSpec` per
+    returned map) and ``out_channels`` / ``out_strides`` state what each
     returned map has, for necks to read.
     """
     family = ''
@@ -300,6 +308,12 @@ class PyramidBackbone(BaseModule):
         else:
             self.out_norms = None
         self._freeze_stages()
+
+    def output_shape(self) -> Tuple[FeatureSpec, ...]:
+        """The output contract as data: one :class:`FeatureSpec`
+        (channels, stride) per returned map, in ``forward``'s order."""
+        return tuple(FeatureSpec(c, s) for c, s in zip(self.out_channels,
+                                                        self.out_strides))
 
     def stage_min_sizes(self) -> List[int]:
         """Smallest map side each stage's blocks accept (1 unless SR conv)."""

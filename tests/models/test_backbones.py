@@ -621,3 +621,22 @@ def test_stage_specs_read_as_the_papers_tables():
     with pytest.raises(ValueError, match='unknown ffn'):
         StageSpec(dims=8, depth=1, patch=(3, 2, 1), attention='sra',
                   num_heads=1, ffn='moe', mlp_ratio=4)
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+def test_output_shape_is_what_forward_returns(name):
+    """``output_shape()`` (the contract as data, as detectron2's
+    ``output_shape``): the channels and strides of the maps forward
+    really returns, with an extra output and a subset of outputs too."""
+    from pvt_mm.models import FeatureSpec
+    kwargs = [dict(), dict(out_indices=(1, 3) if name != 'CvT' else (0, 2))]
+    if name == 'CvT':
+        kwargs.append(dict(extra_downsample=True))
+    x = torch.randn(1, 3, 128, 96)
+    for kw in kwargs:
+        model = SMALL[name](**kw).eval()
+        with torch.no_grad():
+            outs = model(x)
+        assert model.output_shape() == tuple(
+            FeatureSpec(o.shape[1], 128 // o.shape[2]) for o in outs)
+        assert all(128 // o.shape[2] == 96 // o.shape[3] for o in outs)
