@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 import torch.nn as nn
 
-from pvt_mm.models.checkpoint import CheckpointError
+from pvt_mm.weights import CheckpointError
 # torch-free, shared with the runtime (which checks end-to-end files)
 from pvt_mm.runtime.errors import ExportMismatchError  # noqa: F401
 from pvt_mm.runtime.fingerprint import (NOT_IN_GRAPH,  # noqa: F401

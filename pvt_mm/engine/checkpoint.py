@@ -27,7 +27,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.utils import digit_version
 
-from pvt_mm.models.checkpoint import load_file
+from pvt_mm.weights.io import load_file
 
 #: Name of :class:`AtomicLocalBackend` in MMEngine's file-backend registry.
 ATOMIC_BACKEND = 'pvt_mm_atomic_local'
@@ -73,7 +73,7 @@ def safe_globals() -> List:
 def load_from_local(filename: str, map_location=None) -> dict:
     """Read a local checkpoint with ``weights_only=True``; raise
     :class:`CheckpointError` naming the file when it is refused or broken
-    (:func:`pvt_mm.models.checkpoint.load_file`).
+    (:func:`pvt_mm.weights.io.load_file`).
 
     Registered as MMEngine's loader for local paths by
     :func:`enable_safe_checkpoints` (``runner.resume``, ``load_from``,

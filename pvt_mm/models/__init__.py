@@ -1,5 +1,5 @@
 from .base import FeatureSpec, PyramidBackbone
-from .checkpoint import CheckpointError, load_pretrained
+from pvt_mm.weights import CheckpointError, load_pretrained
 from .cvt import CvT
 from .pvt_v1 import PVTv1
 from .pvt_v2 import PVTv2

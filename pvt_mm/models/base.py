@@ -134,7 +134,7 @@ class PyramidBackbone(BaseModule):
     """
     family = ''
     arch_settings: Dict[str, dict] = {}
-    # The checkpoint layouts this family reads (pvt_mm.models.formats).
+    # The checkpoint layouts this family reads (pvt_mm.weights.formats).
     checkpoint_formats: Tuple = ()
     arch_keys: Tuple[str, ...] = ()
     arch_optional_keys: Tuple[str, ...] = ()
@@ -449,7 +449,7 @@ class PyramidBackbone(BaseModule):
                 trunc_normal_(p, std=.02)
 
     def init_weights(self) -> None:
-        from .checkpoint import load_pretrained
+        from pvt_mm.weights import load_pretrained
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'allow_partial',

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
-from .formats import CVT_FORMATS
+from pvt_mm.weights.formats import CVT_FORMATS
 from .layers import StageSpec
 
 _CVT = dict(patch_sizes=(7, 3, 3), patch_strides=(4, 2, 2),

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
-from .formats import PVTV1_FORMATS
+from pvt_mm.weights.formats import PVTV1_FORMATS
 from .layers import StageSpec
 
 _DIMS = (64, 128, 320, 512)

@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence, Union
 
 from pvt_mm.registry import MODELS
 from .base import PyramidBackbone
-from .formats import PVTV2_FORMATS
+from pvt_mm.weights.formats import PVTV2_FORMATS
 from .layers import StageSpec
 
 _WIDE = (64, 128, 320, 512)

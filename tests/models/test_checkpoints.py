@@ -222,8 +222,7 @@ def test_unrecognised_layout_lists_supported(tmp_path):
 def test_every_layout_matches_exactly_one_format(refs, case):
     """Detection never depends on the order of the formats: each published
     layout matches one format of one family, nothing else."""
-    from pvt_mm.models.checkpoint import unwrap
-    from pvt_mm.models.formats import FAMILY_FORMATS
+    from pvt_mm.weights import FAMILY_FORMATS, unwrap
     _, make_sd, cls, _, fmt = case
     sd = unwrap(make_sd(refs))
     matches = [(f.family, f.name) for formats in FAMILY_FORMATS.values()
@@ -233,8 +232,7 @@ def test_every_layout_matches_exactly_one_format(refs, case):
 
 
 def test_two_matching_formats_are_an_error():
-    from pvt_mm.models.checkpoint import convert_state_dict
-    from pvt_mm.models.formats import CheckpointFormat
+    from pvt_mm.weights import CheckpointFormat, convert_state_dict
     sd = {'stages.0.patch_embed.proj.weight': torch.zeros(1)}
     both = [CheckpointFormat('PVTv2', name, lambda sd: True, dict)
             for name in ('layout A', 'layout B')]
@@ -449,3 +447,21 @@ def test_cli_mmseg0_semantic_fpn(tmp_path, refs, cli):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert_stages_close(fresh.backbone(x), reference(x))
+
+
+def test_weights_package_and_the_old_import_paths():
+    """Weight I/O, layouts and loading live in pvt_mm.weights; the modules
+    they moved from give the same objects, so existing imports work."""
+    import pvt_mm.models.checkpoint as old
+    import pvt_mm.models.formats as old_formats
+    import pvt_mm.weights as weights
+    from pvt_mm.weights import formats, io, load
+    assert old.load_pretrained is weights.load_pretrained is \
+        load.load_pretrained
+    assert old.CheckpointError is weights.CheckpointError is \
+        io.CheckpointError
+    assert old.load_file is io.load_file
+    assert old_formats.FAMILY_FORMATS is formats.FAMILY_FORMATS
+    assert old_formats.CheckpointFormat is formats.CheckpointFormat
+    from pvt_mm import PVTv2
+    assert PVTv2.checkpoint_formats is formats.PVTV2_FORMATS

@@ -25,8 +25,8 @@ from typing import Optional
 import torch
 
 from pvt_mm.models import CvT, PVTv1, PVTv2
-from pvt_mm.models.checkpoint import (CheckpointError, convert_state_dict,
-                                      find_state_dict, load_file, unwrap)
+from pvt_mm.weights import (CheckpointError, convert_state_dict,
+                            find_state_dict, load_file, unwrap)
 
 BACKBONES = {cls.family: cls for cls in (PVTv1, PVTv2, CvT)}
 FAMILIES = sorted(BACKBONES)

@@ -2,7 +2,7 @@
 transformers, mmdet, ours), one module per family.
 
 A family's backbone class names its formats (``checkpoint_formats``);
-:func:`pvt_mm.models.checkpoint.convert_state_dict` tries only those and
+:func:`pvt_mm.weights.load.convert_state_dict` tries only those and
 fails when none or more than one matches. :data:`FAMILY_FORMATS` is a fixed
 table, used to say which family a checkpoint of another family belongs to.
 """
