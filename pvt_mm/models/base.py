@@ -1,5 +1,7 @@
-"""What every pvt_mm backbone shares: arch tables, argument checks, the
-output contract, freezing, initialisation and pretrained loading."""
+"""What every pvt_mm backbone shares: building the stages from their specs,
+the forward pass and its output contract, freezing and initialisation.
+The argument and input checks, with their errors, are in
+:mod:`pvt_mm.models.checks`; weights are read by :mod:`pvt_mm.weights`."""
 import math
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -9,33 +11,10 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .layers import (PatchEmbed, Stage, StageSpec, nchw_to_tokens,
-                     tokens_to_nchw)
-
-# Arguments other OpenMMLab backbones take that mean nothing here, with what
-# to do instead. Passing any of them is an error, never silently ignored.
-KWARG_HINTS = {
-    'depth': "ResNet's depth; choose a variant with arch=...",
-    'pretrained': "use init_cfg=dict(type='Pretrained', checkpoint=PATH). "
-                  "Not set by you? MMSegmentation's EncoderDecoder copies "
-                  "the segmentor's model.pretrained (which a base config "
-                  "sets for its own backbone, e.g. a ResNet) into the "
-                  "backbone: set model.pretrained=None in your config",
-    'convert_weights': 'official/timm/HF/mmdet checkpoints are detected '
-                       'and converted automatically',
-    'style': "ResNet's pytorch/caffe style has no meaning for transformers",
-    'num_stages': 'the number of stages is set by arch',
-    'strides': 'strides are set by arch',
-    'dilations': 'transformer stages have no dilation',
-    'norm_cfg': 'use norm_eps / embed_norm_eps',
-}
-for _name in ('deep_stem', 'stem_channels', 'base_channels', 'avg_down',
-              'contract_dilation', 'stage_with_dcn', 'dcn', 'plugins',
-              'zero_init_residual', 'num_layers', 'embed_dims'):
-    KWARG_HINTS.setdefault(_name, 'not an argument of this backbone; '
-                                  'set hyper-parameters through arch')
-
-OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
+from . import checks
+# the checks' names, importable from here as before
+from .checks import KWARG_HINTS, OUT_TYPES, reject_unknown_kwargs  # noqa: F401
+from .layers import PatchEmbed, Stage, StageSpec, tokens_to_nchw
 
 
 class FeatureSpec(NamedTuple):
@@ -72,25 +51,6 @@ def stage_drop_paths(rate: Union[float, Sequence[float]],
         return [linear_drop_path(r, d) for r, d in zip(rates, depths)]
     rates = iter(linear_drop_path(float(rate), sum(depths)))
     return [[next(rates) for _ in range(d)] for d in depths]
-
-
-def _check_rates(rate) -> None:
-    values = rate if isinstance(rate, (list, tuple)) else [rate]
-    for r in values:
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or \
-                not 0. <= r < 1.:
-            raise ValueError(f'drop_path_rate must be a number in [0, 1) or '
-                             f'a list of such numbers (one per stage), got '
-                             f'{rate!r}')
-
-
-def reject_unknown_kwargs(cls_name: str, kwargs: dict) -> None:
-    """Raise a ``TypeError`` naming every unknown argument and its fix."""
-    if not kwargs:
-        return
-    lines = [f'  {k}: {KWARG_HINTS.get(k, "unknown argument")}' for k in kwargs]
-    raise TypeError(f'{cls_name} got unexpected argument(s) '
-                    f'{", ".join(sorted(kwargs))}:\n' + '\n'.join(lines))
 
 
 class PyramidBackbone(BaseModule):
@@ -148,33 +108,10 @@ class PyramidBackbone(BaseModule):
 
     @classmethod
     def resolve_arch(cls, arch: Union[str, dict]) -> dict:
-        """Hyper-parameters of ``arch`` (a name in ``arch_settings`` or a dict)."""
-        if isinstance(arch, str):
-            key = arch.lower().replace('-', '_')
-            if key not in cls.arch_settings:
-                raise ValueError(
-                    f'{cls.__name__}: unknown arch {arch!r}. Valid: '
-                    f'{", ".join(repr(a) for a in cls.arch_settings)}, or a '
-                    f'dict with keys {", ".join(cls.arch_keys)}.')
-            return dict(cls.arch_settings[key])
-        if isinstance(arch, dict):
-            missing = [k for k in cls.arch_keys if k not in arch]
-            unknown = [k for k in arch if k not in cls.arch_keys +
-                       cls.arch_optional_keys]
-            if missing or unknown:
-                raise ValueError(
-                    f'{cls.__name__}: custom arch dict is missing '
-                    f'{missing} / has unknown keys {unknown}; it needs '
-                    f'{list(cls.arch_keys)} (optional: '
-                    f'{list(cls.arch_optional_keys)})')
-            lengths = {k: len(arch[k]) for k in cls.arch_keys
-                       if isinstance(arch[k], (list, tuple))}
-            if len(set(lengths.values())) > 1:
-                raise ValueError(f'{cls.__name__}: per-stage entries of the '
-                                 f'arch dict differ in length: {lengths}')
-            return dict(arch)
-        raise TypeError(f'{cls.__name__}: arch must be a str or dict, '
-                        f'got {type(arch).__name__}')
+        """Hyper-parameters of ``arch`` (a name in ``arch_settings`` or a
+        dict; :func:`~pvt_mm.models.checks.resolve_arch` checks it)."""
+        return checks.resolve_arch(cls.__name__, arch, cls.arch_settings,
+                                   cls.arch_keys, cls.arch_optional_keys)
 
     def __init__(self,
                  in_channels: int = 3,
@@ -189,27 +126,19 @@ class PyramidBackbone(BaseModule):
                  recompute_ffn: Optional[bool] = None,
                  init_cfg=None,
                  **kwargs):
-        reject_unknown_kwargs(type(self).__name__, kwargs)
+        checks.reject_unknown_kwargs(type(self).__name__, kwargs)
+        checks.check_common_args(in_channels, out_type, drop_path_rate,
+                                 recompute_ffn)
         super().__init__(init_cfg=init_cfg)
-        if not (isinstance(in_channels, int) and in_channels > 0):
-            raise ValueError(f'in_channels must be a positive int, got '
-                             f'{in_channels!r}')
-        if out_type not in OUT_TYPES:
-            raise ValueError(f'out_type must be one of {OUT_TYPES}, got '
-                             f'{out_type!r}')
         self.in_channels = in_channels
         self.out_type = out_type
         self.qkv_bias = qkv_bias
         self.drop_rate = drop_rate
         self.attn_drop_rate = attn_drop_rate
-        _check_rates(drop_path_rate)
         self.drop_path_rate = drop_path_rate
         self.norm_eval = norm_eval
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
-        if recompute_ffn not in (None, True, False):
-            raise ValueError(f'recompute_ffn must be None (the device\'s '
-                             f'default), True or False, got {recompute_ffn!r}')
         self.recompute_ffn = recompute_ffn
         self._checked_sizes = set()
 
@@ -275,29 +204,9 @@ class PyramidBackbone(BaseModule):
             self.extra_downsample = PatchEmbed(dims[-1], dims[-1], 3, 2, 1)
             dims.append(dims[-1])
             strides.append(strides[-1] * 2)
-        num_outputs = len(dims)
-        if out_indices is None:
-            out_indices = (tuple(range(num_outputs)) if self.out_type == 'featmap'
-                           else (num_stages - 1, ))
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        out_indices = tuple(out_indices)
-        bad = [i for i in out_indices
-               if not isinstance(i, int) or not -num_outputs <= i < num_outputs]
-        if bad or not out_indices:
-            raise ValueError(
-                f'{type(self).__name__}: out_indices {out_indices} out of '
-                f'range; this model has {num_outputs} outputs (0..'
-                f'{num_outputs - 1})')
-        out_indices = tuple(sorted(i % num_outputs for i in out_indices))
-        if self.out_type != 'featmap' and out_indices != (num_stages - 1, ):
-            raise ValueError(
-                f"out_type={self.out_type!r} returns the pooled last stage; "
-                f'set out_indices=({num_stages - 1},) or out_type=\'featmap\'')
-        if not -1 <= self.frozen_stages < num_stages:
-            raise ValueError(
-                f'frozen_stages={self.frozen_stages} out of range; use -1 '
-                f'(nothing frozen) to {num_stages - 1} (all stages)')
+        out_indices = checks.resolve_out_indices(
+            type(self).__name__, out_indices, len(dims), num_stages,
+            self.out_type, self.frozen_stages)
         self.out_indices = out_indices
         self.out_channels = [dims[i] for i in out_indices]
         self.out_strides = [strides[i] for i in out_indices]
@@ -320,7 +229,8 @@ class PyramidBackbone(BaseModule):
         return [1] * len(self.stages)
 
     # ------------------------------------------------------------ forward
-    def _feature_sizes(self, size: int) -> List[int]:
+    def feature_sizes(self, size: int) -> List[int]:
+        """Side of each stage's map for an input side of ``size``."""
         sizes = []
         for stage in self.stages:
             size = stage.patch_embed.out_size(size)
@@ -331,39 +241,22 @@ class PyramidBackbone(BaseModule):
         """Smallest image side that every stage can process."""
         need = self.stage_min_sizes()
         size = 1
-        while any(s < n for s, n in zip(self._feature_sizes(size), need)):
+        while any(s < n for s, n in zip(self.feature_sizes(size), need)):
             size += 1
         return size
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f'{type(self).__name__} expects a (B, C, H, W) '
-                             f'batch, got a tensor of shape {tuple(x.shape)}')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f'{type(self).__name__} was built with in_channels='
-                f'{self.in_channels} but the input has {x.shape[1]} channels '
-                f'(shape {tuple(x.shape)}); set in_channels={x.shape[1]} or '
-                f'fix the data pipeline')
-        h, w = int(x.shape[2]), int(x.shape[3])
-        # The cache of checked sizes saves eager calls the loop below; a
-        # compiled graph checks at trace time only and must not read it
-        # (a guard on the set would recompile the model after every call
-        # that adds a size).
+        """:func:`~pvt_mm.models.checks.check_input`, skipped for sizes
+        already checked. A compiled graph checks at trace time only and
+        must not read the cache (a guard on the set would recompile the
+        model after every call that adds a size)."""
         compiling = torch.compiler.is_compiling()
-        if not compiling and (h, w) in self._checked_sizes:
+        key = tuple(x.shape[1:])  # channels and size: all that is checked
+        if not compiling and key in self._checked_sizes:
             return
-        need = self.stage_min_sizes()
-        for side in (h, w):
-            if any(s < n for s, n in zip(self._feature_sizes(side), need)):
-                m = self.min_input_size()
-                raise ValueError(
-                    f'input of {h}x{w} pixels is too small for '
-                    f'{type(self).__name__}: its deepest stage needs at least '
-                    f'{m}x{m}; resize or pad the image (e.g. Pad '
-                    f'size_divisor=32 in the pipeline)')
+        checks.check_input(self, x)
         if not compiling:
-            self._checked_sizes.add((h, w))
+            self._checked_sizes.add(key)
 
     def _pool(self, tokens: torch.Tensor, num_prefix: int) -> torch.Tensor:
         """Classification vector from the last stage's tokens."""
@@ -452,12 +345,7 @@ class PyramidBackbone(BaseModule):
         from pvt_mm.weights import load_pretrained
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'allow_partial',
-                                  'map_location'}
-            if unknown or 'checkpoint' not in cfg:
-                raise ValueError(
-                    f"init_cfg=dict(type='Pretrained', ...) takes checkpoint, "
-                    f'prefix and allow_partial; got {sorted(cfg)}')
+            checks.check_pretrained_cfg(cfg)
             self._default_init()  # modules the checkpoint does not hold
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                             allow_partial=cfg.get('allow_partial', False))

@@ -640,3 +640,19 @@ def test_output_shape_is_what_forward_returns(name):
         assert model.output_shape() == tuple(
             FeatureSpec(o.shape[1], 128 // o.shape[2]) for o in outs)
         assert all(128 // o.shape[2] == 96 // o.shape[3] for o in outs)
+
+
+def test_input_checks_hold_after_a_size_is_cached():
+    """The input checks (pvt_mm.models.checks.check_input) skip only what
+    they already checked: a known size with the wrong channels, or a
+    batch without its batch dimension, is still refused."""
+    model = SMALL['PVTv2']().eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+        with pytest.raises(ValueError, match='in_channels=3 but the input '
+                                             'has 4 channels'):
+            model(torch.randn(1, 4, 64, 64))
+        with pytest.raises(ValueError, match=r'expects a \(B, C, H, W\)'):
+            model(torch.randn(3, 64, 64))
+        with pytest.raises(ValueError, match='too small'):
+            model(torch.randn(1, 3, 8, 64))
