@@ -116,19 +116,25 @@ DENSE_BACKBONES = {
 _DEMO_CONFIGS = {}
 
 
-def tiny_dense_config(name: str, backbone: str):
-    """The demo config ``name`` with a tiny ``backbone`` and narrow neck and
-    heads (random weights)."""
+def tiny_backbone_config(name: str, backbone: str):
+    """The demo config ``name`` with a tiny ``backbone`` (random weights, no
+    drop path) and its neck 32 channels wide; the heads as they are."""
     from pvt_mm.cli import load_config
     if name not in _DEMO_CONFIGS:
         _DEMO_CONFIGS[name] = load_config(
             os.path.join(REPO_ROOT, 'configs', 'demo', name))
     cfg = copy.deepcopy(_DEMO_CONFIGS[name])
     bb, channels = DENSE_BACKBONES[backbone]
+    cfg.model.backbone = dict(bb, drop_path_rate=0.0, init_cfg=None)
+    cfg.model.neck.update(in_channels=channels, out_channels=32)
+    return cfg
+
+
+def tiny_dense_config(name: str, backbone: str):
+    """The demo config ``name`` with a tiny ``backbone`` and narrow neck and
+    heads (random weights)."""
+    cfg = tiny_backbone_config(name, backbone)
     m = cfg.model
-    m.backbone = dict(bb, drop_path_rate=0.0, init_cfg=None)
-    m.neck.in_channels = channels
-    m.neck.out_channels = 32
     if 'bbox_head' in m and 'feat_channels' in m.bbox_head:
         m.bbox_head.update(in_channels=32, feat_channels=32, stacked_convs=1)
         if m.bbox_head.type in ('GFLHead', 'ATSSHead'):

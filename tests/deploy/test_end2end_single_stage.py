@@ -204,6 +204,17 @@ def test_unsupported_head_names_no_end2end():
         SingleStageEnd2End(model)
 
 
+def test_build_end2end_refuses_options():
+    """No end-to-end builder takes options: ``build_end2end`` refuses
+    them for every kind, naming the kind and the options."""
+    from pvt_mm.deploy import ExportError
+    from pvt_mm.deploy.end2end import build_end2end
+    model = tiny_dense_model('retinanet_pvt_v2_b0_demo.py', 'pvtv2')
+    with pytest.raises(ExportError, match=r"single_stage end-to-end graph "
+                                          r"takes no options, got \['nms'\]"):
+        build_end2end(model, nms='soft')
+
+
 # ------------------------------------------------------------------ NMS
 def random_boxes(b, m, groups, seed):
     """Boxes in clusters (many overlaps), scores with a few exact ties."""

@@ -22,14 +22,14 @@
 """
 import copy
 import io
-import os
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import REPO_ROOT, spread_weights, tiny_dense_config
+from helpers import (spread_weights, tiny_backbone_config,
+                     tiny_dense_config)
 
 ort = pytest.importorskip('onnxruntime')
 onnx = pytest.importorskip('onnx')
@@ -52,14 +52,9 @@ def tiny_cascade_config(backbone: str):
     """configs/demo/cascade_mask_rcnn_pvt_v2_b0_demo.py narrowed like
     :func:`helpers.tiny_dense_config` (which takes one box head; the
     cascade has three)."""
-    from helpers import DENSE_BACKBONES
-    from pvt_mm.cli import load_config
-    cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo',
-                                   'cascade_mask_rcnn_pvt_v2_b0_demo.py'))
-    bb, channels = DENSE_BACKBONES[backbone]
+    cfg = tiny_backbone_config('cascade_mask_rcnn_pvt_v2_b0_demo.py',
+                               backbone)
     m = cfg.model
-    m.backbone = dict(bb, drop_path_rate=0.0, init_cfg=None)
-    m.neck.update(in_channels=channels, out_channels=32)
     m.rpn_head.update(in_channels=32, feat_channels=32)
     m.roi_head.bbox_roi_extractor.out_channels = 32
     m.roi_head.mask_roi_extractor.out_channels = 32
@@ -608,15 +603,9 @@ def tiny_sparse_rcnn(backbone: str):
     onto one: all scores within 1e-4), their box regressors (scaled down)
     and the learnt proposals (spread over the image instead of random
     signs)."""
-    from helpers import DENSE_BACKBONES
-    from pvt_mm.cli import load_config
     from pvt_mm.deploy import load_model
-    cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo',
-                                   'sparse_rcnn_pvt_v2_b0_demo.py'))
-    bb, channels = DENSE_BACKBONES[backbone]
+    cfg = tiny_backbone_config('sparse_rcnn_pvt_v2_b0_demo.py', backbone)
     m = cfg.model
-    m.backbone = dict(bb, drop_path_rate=0.0, init_cfg=None)
-    m.neck.update(in_channels=channels, out_channels=32)
     m.rpn_head.proposal_feature_channel = 32
     m.roi_head.proposal_feature_channel = 32
     m.roi_head.bbox_roi_extractor.out_channels = 32

@@ -46,13 +46,13 @@ DET_OUTPUTS = ('dets', 'scores', 'labels', 'num_dets')
 MASK_OUTPUTS = DET_OUTPUTS + ('masks', )
 SEG_OUTPUTS = ('label_map', )
 
-#: graph kind -> builder(model, **options) -> nn.Module
+#: graph kind -> builder(model) -> nn.Module
 _BUILDERS: Dict[str, Callable[..., nn.Module]] = {}
 
 
 def register(kind: str):
-    """Decorator: ``builder(model, **options)`` makes the end-to-end module
-    of models of graph kind ``kind``."""
+    """Decorator: ``builder(model)`` makes the end-to-end module of models
+    of graph kind ``kind``."""
     def wrap(builder):
         _BUILDERS[kind] = builder
         return builder
@@ -87,7 +87,10 @@ def build_end2end(model: nn.Module, **options) -> nn.Module:
             f'{type(model).__name__} ({kind}) has no end-to-end export; '
             f'end-to-end graphs exist for {sorted(_BUILDERS)}. Export it with '
             f'--no-end2end (network in ONNX, post-processing in PyTorch)')
-    return _BUILDERS[kind](model, **options)
+    if options:  # no builder takes any yet
+        raise ExportError(f'the {kind} end-to-end graph takes no options, '
+                          f'got {sorted(options)}')
+    return _BUILDERS[kind](model)
 
 
 __all__ = ['INPUTS', 'DET_OUTPUTS', 'MASK_OUTPUTS', 'SEG_OUTPUTS', 'register',

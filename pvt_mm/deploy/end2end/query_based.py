@@ -109,16 +109,13 @@ class SparseRCNNEnd2End(nn.Module):
 
 
 @register('query_based')
-def build_query_based(model: nn.Module, **options) -> nn.Module:
+def build_query_based(model: nn.Module) -> nn.Module:
     from mmdet.models.detectors import DetectionTransformer
     if isinstance(model, DetectionTransformer):
         raise _export_error(
             f'{type(model).__name__}: DETR-family detectors have no '
             f'end-to-end graph yet (Sparse R-CNN has); export it with '
             f'--no-end2end (network in ONNX, the query head in PyTorch)')
-    if options:
-        raise _export_error(f'query-based end-to-end export takes no '
-                            f'options, got {sorted(options)}')
     return SparseRCNNEnd2End(model)
 
 

@@ -78,12 +78,8 @@ class SegmentorEnd2End(nn.Module):
 
 
 @register('segmentor')
-def build_segmentor(model: nn.Module, **options) -> nn.Module:
+def build_segmentor(model: nn.Module) -> nn.Module:
     """The end-to-end module of an mmseg ``EncoderDecoder``."""
-    if options:
-        from ..onnx_export import ExportError
-        raise ExportError(f'the segmentor end-to-end graph takes no options, '
-                          f'got {sorted(options)}')
     return SegmentorEnd2End(model)
 
 

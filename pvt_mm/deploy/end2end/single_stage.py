@@ -253,10 +253,8 @@ class SingleStageEnd2End(nn.Module):
 
 
 @register('single_stage')
-def build_single_stage(model: nn.Module, **options) -> SingleStageEnd2End:
+def build_single_stage(model: nn.Module) -> SingleStageEnd2End:
     """The end-to-end module of an mmdet single-stage detector."""
-    if options:
-        raise TypeError(f'unknown options {sorted(options)}')
     return SingleStageEnd2End(model)
 
 

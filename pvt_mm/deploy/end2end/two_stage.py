@@ -375,10 +375,7 @@ class TwoStageEnd2End(nn.Module):
 
 
 @register('two_stage')
-def build_two_stage(model: nn.Module, **options) -> nn.Module:
-    if options:
-        raise _export_error(f'two-stage end-to-end export takes no options, '
-                            f'got {sorted(options)}')
+def build_two_stage(model: nn.Module) -> nn.Module:
     return TwoStageEnd2End(model)
 
 
