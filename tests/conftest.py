@@ -25,6 +25,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def fresh_inductor_cache(tmp_path, monkeypatch):
+    """An empty inductor cache for the test. Inductor's cache key does not
+    see ATEN_CPU_CAPABILITY, so kernels cached by a run at another
+    instruction-set level (make test-portability, docs/testing.md) would be
+    reused and crash; a test that compiles with inductor starts empty."""
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(tmp_path / 'inductor'))
+
+
 @pytest.fixture(scope='module')
 def fast_config_parsing():
     """MMEngine re-reads every metafile.yml of a package for each ``mmdet::``

@@ -277,6 +277,7 @@ def test_train_compile_flag_errors():
 # ------------------------------------------------- inductor (slow suite)
 
 @pytest.mark.slow
+@pytest.mark.usefixtures('fresh_inductor_cache')
 @pytest.mark.parametrize('name', [RETINANET, 'mask_rcnn_pvt_v2_b0_demo.py',
                                   'sem_fpn_pvt_v2_b0_demo.py'])
 def test_compile_inductor_trains_like_eager(name):
@@ -305,6 +306,7 @@ def test_compile_inductor_trains_like_eager(name):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures('fresh_inductor_cache')
 def test_train_tool_with_compile(tmp_path):
     """``tools/train.py --compile`` through MMEngine's runner: trains,
     validates (eagerly), checkpoints with the usual keys."""

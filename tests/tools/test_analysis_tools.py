@@ -266,6 +266,7 @@ def test_bench_train_step_quick_runs_all_three_impls(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures('fresh_inductor_cache')
 def test_bench_train_step_compiled_cell(tmp_path):
     """``--impls ours ours-compiled``: the compiled cell (inductor on the
     CPU) trains the same model as ours eager, interleaved with it."""
