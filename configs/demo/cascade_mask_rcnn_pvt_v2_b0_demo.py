@@ -8,11 +8,8 @@ _base_ = ['../cascade_mask_rcnn_pvt_v2_b2_coco_3x_ms.py',
           '../_base_/demo/coco_demo.py']
 
 data_root = _base_.demo_root
-train_dataloader = _base_.demo_mask_data.train_dataloader
-val_dataloader = _base_.demo_mask_data.val_dataloader
-test_dataloader = val_dataloader
-val_evaluator = _base_.demo_mask_data.val_evaluator
-test_evaluator = val_evaluator
+(train_dataloader, val_dataloader, test_dataloader,
+ val_evaluator, test_evaluator) = _base_.demo_mask_data
 
 width = 128
 model = dict(

@@ -14,11 +14,8 @@
 _base_ = ['../detr_pvt_v1_small_coco_50e.py', '../_base_/demo/coco_demo.py']
 
 data_root = _base_.demo_root
-train_dataloader = _base_.demo_box_data.train_dataloader
-val_dataloader = _base_.demo_box_data.val_dataloader
-test_dataloader = val_dataloader
-val_evaluator = _base_.demo_box_data.val_evaluator
-test_evaluator = val_evaluator
+(train_dataloader, val_dataloader, test_dataloader,
+ val_evaluator, test_evaluator) = _base_.demo_box_data
 
 model = dict(
     backbone=dict(_delete_=True, type='pvt_mm.PVTv2', arch='b0',

@@ -3,11 +3,8 @@
 _base_ = ['../gfl_pvt_v2_b2_coco_1x.py', '../_base_/demo/coco_demo.py']
 
 data_root = _base_.demo_root
-train_dataloader = _base_.demo_box_data.train_dataloader
-val_dataloader = _base_.demo_box_data.val_dataloader
-test_dataloader = val_dataloader
-val_evaluator = _base_.demo_box_data.val_evaluator
-test_evaluator = val_evaluator
+(train_dataloader, val_dataloader, test_dataloader,
+ val_evaluator, test_evaluator) = _base_.demo_box_data
 
 model = dict(
     backbone=dict(arch='b0', init_cfg=None, drop_path_rate=0.0),

@@ -3,11 +3,8 @@
 _base_ = ['../mask_rcnn_pvt_v2_b0_coco.py', '../_base_/demo/coco_demo.py']
 
 data_root = _base_.demo_root
-train_dataloader = _base_.demo_mask_data.train_dataloader
-val_dataloader = _base_.demo_mask_data.val_dataloader
-test_dataloader = val_dataloader
-val_evaluator = _base_.demo_mask_data.val_evaluator
-test_evaluator = val_evaluator
+(train_dataloader, val_dataloader, test_dataloader,
+ val_evaluator, test_evaluator) = _base_.demo_mask_data
 
 model = dict(
     backbone=dict(init_cfg=None, drop_path_rate=0.0),

@@ -9,11 +9,8 @@ _base_ = ['../sparse_rcnn_pvt_v2_b2_li_coco_3x_ms.py',
           '../_base_/demo/coco_demo.py']
 
 data_root = _base_.demo_root
-train_dataloader = _base_.demo_box_data.train_dataloader
-val_dataloader = _base_.demo_box_data.val_dataloader
-test_dataloader = val_dataloader
-val_evaluator = _base_.demo_box_data.val_evaluator
-test_evaluator = val_evaluator
+(train_dataloader, val_dataloader, test_dataloader,
+ val_evaluator, test_evaluator) = _base_.demo_box_data
 
 num_proposals = 30
 width = 128

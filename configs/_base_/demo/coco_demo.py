@@ -21,23 +21,24 @@ def _pipelines(with_mask):
 
 
 def _loaders(with_mask):
+    """(train_dataloader, val_dataloader, test_dataloader, val_evaluator,
+    test_evaluator): a demo config unpacks them in one assignment."""
     train, test = _pipelines(with_mask)
     common = dict(num_workers=1, persistent_workers=False)
-    return dict(
-        train_dataloader=dict(
-            batch_size=8, **common,
-            dataset=dict(data_root=demo_root, metainfo=demo_metainfo,
-                         ann_file='annotations/instances_train.json',
-                         data_prefix=dict(img='train/'),
-                         filter_cfg=dict(filter_empty_gt=True, min_size=4),
-                         pipeline=train)),
-        val_dataloader=dict(
-            batch_size=8, **common,
-            dataset=dict(data_root=demo_root, metainfo=demo_metainfo,
-                         ann_file='annotations/instances_val.json',
-                         data_prefix=dict(img='val/'), pipeline=test)),
-        val_evaluator=dict(
-            ann_file=demo_root + 'annotations/instances_val.json'))
+    train_loader = dict(
+        batch_size=8, **common,
+        dataset=dict(data_root=demo_root, metainfo=demo_metainfo,
+                     ann_file='annotations/instances_train.json',
+                     data_prefix=dict(img='train/'),
+                     filter_cfg=dict(filter_empty_gt=True, min_size=4),
+                     pipeline=train))
+    val_loader = dict(
+        batch_size=8, **common,
+        dataset=dict(data_root=demo_root, metainfo=demo_metainfo,
+                     ann_file='annotations/instances_val.json',
+                     data_prefix=dict(img='val/'), pipeline=test))
+    evaluator = dict(ann_file=demo_root + 'annotations/instances_val.json')
+    return [train_loader, val_loader, val_loader, evaluator, evaluator]
 
 
 demo_box_data = _loaders(with_mask=False)

@@ -1,0 +1,18 @@
+# What every PVTv2 backbone base shares (../pvt_v2_*.py set the arch and
+# its checkpoint; inherit those, not this template).
+#
+# `pretrained` (set per arch) is THE place to point at ImageNet weights: a
+# local file, any supported layout converted on load (docs/backbones.md).
+# Override per run: --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# (`model.backbone.init_cfg=None` trains from scratch).
+_base_ = '../../pvt_mm.py'
+
+# Dense prediction: strides 4, 8, 16, 32.
+backbone = dict(type='pvt_mm.PVTv2', drop_path_rate=0.1,
+                init_cfg=dict(type='Pretrained'))
+# What the backbone returns per level (its `out_channels`); necks use it.
+backbone_channels = [64, 128, 320, 512]
+# ImageNet classification (configs/cls_*): the pooled last stage, from
+# scratch.
+cls_backbone = dict(type='pvt_mm.PVTv2', out_type='avg_featmap',
+                    out_indices=(3, ), drop_path_rate=0.1)
