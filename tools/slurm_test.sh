@@ -3,21 +3,6 @@
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS="..."] \
 #   bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options...]
 set -euo pipefail
-if [ $# -lt 4 ]; then
-    echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options...]" >&2
-    exit 2
-fi
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
-TOOLS=$(cd "$(dirname "$0")" && pwd)
-# shellcheck disable=SC2086  # SRUN_ARGS holds several options
-srun -p "$PARTITION" --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="${CPUS_PER_TASK:-5}" \
-    --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
-    "${PYTHON:-python}" -u "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" \
-    --launcher=slurm "${@:5}"
+source "$(dirname "$0")/launch.sh"
+need_args 4 "PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options...]" "$@"
+srun_tool "$1" "$2" test.py "$3" "$4" --launcher=slurm "${@:5}"

@@ -223,7 +223,22 @@ def test_slurm_scripts_compose_srun(tmp_path):
          'ckpt.pth'], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     assert 'ckpt.pth --launcher=slurm' in res.stdout
-    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh'):
+    # The torchrun scripts (through tools/launch.sh like the Slurm ones):
+    # a fake interpreter echoes what they would run.
+    (fake / 'py').write_text('#!/bin/sh\necho "$@"\n')
+    (fake / 'py').chmod(0o755)
+    env = dict(env, PYTHON=str(fake / 'py'), NNODES='2', PORT='29999')
+    res = subprocess.run(
+        ['bash', osp.join(TOOLS, 'dist_test.sh'), 'cfg.py', 'ckpt.pth', '3',
+         '--tta'], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [
+        '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=0',
+        '--master_addr=127.0.0.1', '--master_port=29999',
+        '--nproc_per_node=3', osp.join(TOOLS, 'test.py'), 'cfg.py',
+        'ckpt.pth', '--launcher', 'pytorch', '--tta']
+    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh',
+                   'slurm_test.sh'):
         res = subprocess.run(['bash', osp.join(TOOLS, script)],
                              capture_output=True, text=True)
         assert res.returncode == 2 and 'usage:' in res.stderr
