@@ -13,7 +13,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .draw import draw
-from .image import _cv2, list_images, read_image
+from .errors import require
+from .image import list_images, read_image
 from .model import End2EndModel
 from .results import Segmentation
 
@@ -32,7 +33,7 @@ def write_outputs(model: End2EndModel, images: Sequence[str], out_dir: str,
     """Run ``model`` on ``images`` (files / folders), write the pictures and
     predictions under ``out_dir``; return ``[{'image', 'vis', 'pred'}]``
     per image (as ``pvt_mm.apis.run_inference``)."""
-    cv2 = _cv2()
+    cv2 = require('cv2')
     files = list_images(images)
     vis_dir, pred_dir = osp.join(out_dir, 'vis'), osp.join(out_dir, 'preds')
     os.makedirs(vis_dir, exist_ok=True)

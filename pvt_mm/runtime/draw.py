@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .image import _cv2
+from .errors import require
 from .results import Detections, Segmentation
 
 
@@ -37,7 +37,7 @@ def draw_detections(image: np.ndarray, dets: Detections,
                     thickness: int = 2) -> np.ndarray:
     """A copy of the BGR ``image`` with the detections scoring at least
     ``score_thr``: masks blended in, boxes, ``class: score`` labels."""
-    cv2 = _cv2()
+    cv2 = require('cv2')
     out = image.copy()
     keep = np.flatnonzero(dets.scores >= score_thr)
     n_cls = max(len(classes), int(dets.labels.max()) + 1 if len(dets) else 1)

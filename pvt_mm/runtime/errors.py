@@ -1,5 +1,26 @@
 """The runtime's errors: each names the problem and the fix. All are
-``ValueError`` subclasses (:class:`RuntimeInputError`)."""
+``ValueError`` subclasses (:class:`RuntimeInputError`), but for a missing
+dependency (:func:`require`'s ``ImportError``)."""
+import importlib
+
+#: the runtime's optional dependencies: module -> (what it does with it,
+#: the pip package)
+DEPENDENCIES = {
+    'cv2': ('reads and resizes images with OpenCV', 'opencv-python-headless'),
+    'onnxruntime': ('runs the file with ONNX Runtime', 'onnxruntime'),
+}
+
+
+def require(module: str):
+    """Import one of :data:`DEPENDENCIES`, or raise an ``ImportError`` that
+    says what the runtime needs it for and what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        purpose, package = DEPENDENCIES[module]
+        raise ImportError(
+            f'pvt_mm.runtime {purpose}, which is not importable here ({e}): '
+            f'pip install {package} (or pvt_mm[runtime])') from e
 
 
 class RuntimeInputError(ValueError):
@@ -32,5 +53,5 @@ class ConfigMismatchError(ExportMismatchError):
     """An end-to-end file exported from another config than the caller's."""
 
 
-__all__ = ['RuntimeInputError', 'ExportMismatchError', 'NotEnd2EndError',
+__all__ = ['require', 'RuntimeInputError', 'ExportMismatchError', 'NotEnd2EndError',
            'ImageError', 'ImageTooSmallError', 'ConfigMismatchError']

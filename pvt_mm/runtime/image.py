@@ -16,20 +16,9 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, require
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError as e:  # pragma: no cover - documented dependency
-        raise ImportError(
-            f'pvt_mm.runtime reads and resizes images with OpenCV, which is '
-            f'not importable here ({e}); pip install opencv-python-headless '
-            f'(or pvt_mm[runtime])') from e
-    return cv2
 
 
 def list_images(paths: Sequence[str]):
@@ -58,7 +47,7 @@ def read_image(path) -> np.ndarray:
     if not osp.isfile(path):
         raise ImageError(f'image {path!r} does not exist (give an image file '
                          f'path or an H x W x 3 uint8 BGR array)')
-    cv2 = _cv2()
+    cv2 = require('cv2')
     data = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
@@ -122,7 +111,7 @@ def resize_image(img: np.ndarray, scale: Sequence[int],
                  keep_ratio: bool = True) -> np.ndarray:
     """``img`` resized as ``mmcv.imrescale(img, scale)`` (keep_ratio) or
     ``mmcv.imresize(img, scale)`` resize it: bilinear, cv2 backend."""
-    cv2 = _cv2()
+    cv2 = require('cv2')
     new_h, new_w = rescale_size(img.shape[:2], scale, keep_ratio)
     return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 

@@ -17,7 +17,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .errors import ConfigMismatchError, ImageTooSmallError, NotEnd2EndError
+from .errors import (ConfigMismatchError, ImageTooSmallError, NotEnd2EndError,
+                     require)
 from .image import load_image, rescale_size, resize_image
 from .results import Detections, Segmentation
 
@@ -32,16 +33,6 @@ EXPORT_HINT = ('export it end to end with tools/deployment/pytorch2onnx.py '
                'CONFIG CHECKPOINT (without --no-end2end)')
 
 
-def _ort():
-    try:
-        import onnxruntime
-    except ImportError as e:  # pragma: no cover - documented dependency
-        raise ImportError(
-            f'pvt_mm.runtime runs the file with ONNX Runtime, which is not '
-            f'importable here ({e}): pip install onnxruntime (or '
-            f'pvt_mm[runtime])') from e
-    return onnxruntime
-
 
 def read_metadata(session) -> Dict[str, str]:
     """The ``pvt_mm.*`` metadata of an ONNX Runtime session's model
@@ -52,7 +43,7 @@ def read_metadata(session) -> Dict[str, str]:
 
 
 def _session(path: str, providers=None, num_threads: Optional[int] = None):
-    ort = _ort()
+    ort = require('onnxruntime')
     options = ort.SessionOptions()
     if num_threads:
         options.intra_op_num_threads = int(num_threads)

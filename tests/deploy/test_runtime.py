@@ -326,6 +326,23 @@ def test_the_blocker_blocks():
                    'mmdet.apis': 'mmdet', 'mmseg': 'mmseg'}
 
 
+def test_missing_dependency_names_the_package(monkeypatch, seg, tmp_path):
+    """Without OpenCV or ONNX Runtime the runtime says what it needs each
+    for and what to pip install, at the first use (importing it works)."""
+    from pvt_mm.runtime import End2EndModel, read_image
+    image = tmp_path / 'x.jpg'
+    image.write_bytes(b'not read')
+    for module, package in (('cv2', 'opencv-python-headless'),
+                            ('onnxruntime', 'onnxruntime')):
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, module, None)  # import raises ImportError
+            with pytest.raises(ImportError, match=f'pip install {package} '):
+                if module == 'cv2':
+                    read_image(str(image))
+                else:
+                    End2EndModel(seg.onnx)
+
+
 def test_installed_without_dependencies(seg, images, tmp_path):
     """``pip install --no-deps pvt_mm`` (the documented torch-free
     install; here uv's pip on the wheel built from this checkout): outside
