@@ -77,27 +77,27 @@ from typing import Dict, List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, 'docs', 'benchmarks.md')
 
+#: ONNX Runtime cell -> the file it runs (pvt_mm.deploy.optimize.VARIANTS);
+#: each exports our config.
+ORT_VARIANTS = {'ours-ort': 'plain', 'ours-ort-fused': 'fused',
+                'ours-ort-int8': 'int8', 'ours-ort-int8c': 'int8c'}
+
+
+def _impls(ours: str, **peers: str) -> Dict[str, str]:
+    """impl -> config: ours, its ONNX Runtime cells, then the peers."""
+    return {'ours': ours, **peers, **dict.fromkeys(ORT_VARIANTS, ours)}
+
+
 MODELS = {
     'retinanet_b2': dict(
         size='800x1333', scope='mmdet',
-        impls={'ours': 'configs/retinanet_pvt_v2_b2_coco.py',
-               'mmdet': 'mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py',
-               'ours-ort': 'configs/retinanet_pvt_v2_b2_coco.py',
-               'ours-ort-fused': 'configs/retinanet_pvt_v2_b2_coco.py',
-               'ours-ort-int8': 'configs/retinanet_pvt_v2_b2_coco.py',
-               'ours-ort-int8c': 'configs/retinanet_pvt_v2_b2_coco.py'}),
+        impls=_impls('configs/retinanet_pvt_v2_b2_coco.py',
+                     mmdet='mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py')),
     'sem_fpn_b2': dict(
         size='512x512', scope='mmseg',
-        impls={'ours': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
-               'ours-ort': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
-               'ours-ort-fused': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
-               'ours-ort-int8': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py',
-               'ours-ort-int8c': 'configs/sem_fpn_pvt_v2_b2_ade20k_40k.py'}),
+        impls=_impls('configs/sem_fpn_pvt_v2_b2_ade20k_40k.py')),
 }
 
-#: ONNX Runtime cell -> the file it runs (pvt_mm.deploy.optimize.VARIANTS)
-ORT_VARIANTS = {'ours-ort': 'plain', 'ours-ort-fused': 'fused',
-                'ours-ort-int8': 'int8', 'ours-ort-int8c': 'int8c'}
 #: --ort-graph choices: the end-to-end file, the network-only one, or
 #: end-to-end where the family has a builder
 ORT_GRAPHS = ('auto', 'end2end', 'network')
