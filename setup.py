@@ -52,7 +52,9 @@ setup(
     # the docs that error messages and the README name, in pvt_mm/.mim/docs.
     include_package_data=True,
     package_data={'pvt_mm': ['.mim/configs/**/*.py', '.mim/configs/*.py',
-                             '.mim/docs/*.md']},
+                             '.mim/configs/*/metafile.yml',
+                             '.mim/configs/*/README.md',
+                             '.mim/model-index.yml', '.mim/docs/*.md']},
     install_requires=['torch>=2.1', 'mmengine>=0.10.4,<0.11',
                       'mmcv>=2.0.0,<2.2.0', 'numpy'],
     extras_require={

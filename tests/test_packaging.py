@@ -110,6 +110,13 @@ def test_wheel_carries_configs_docs_and_the_start_up_hook(archives):
     missing = [c for c in configs if 'pvt_mm/.mim/configs/' + osp.relpath(
         c, osp.join(REPO_ROOT, 'configs')) not in names]
     assert not missing, f'configs not in the wheel: {missing[:5]}'
+    index = ['model-index.yml'] + [
+        'configs/' + osp.relpath(p, osp.join(REPO_ROOT, 'configs'))
+        for p in glob.glob(osp.join(REPO_ROOT, 'configs', '*', 'metafile.yml'))
+        + glob.glob(osp.join(REPO_ROOT, 'configs', '*', 'README.md'))]
+    assert len(index) == 7
+    absent = [f for f in index if f'pvt_mm/.mim/{f}' not in names]
+    assert not absent, f'model index files not in the wheel: {absent}'
     # Every docs/X.md that the wheel's code and README (METADATA) name.
     named = set()
     for text in [metadata, *sources.values()]:
@@ -133,6 +140,8 @@ def test_sdist_builds_the_same_wheel(archives):
     for f in ('setup.py', 'pyproject.toml', 'README.md', 'MANIFEST.in',
               'pvt_mm_config_hook.py', 'requirements/tests.txt',
               'pvt_mm/.mim/configs/retinanet_pvt_v2_b2_coco.py',
+              'pvt_mm/.mim/configs/pvt_v2/metafile.yml',
+              'pvt_mm/.mim/model-index.yml',
               'pvt_mm/.mim/docs/get_started.md'):
         assert f in names, f
     with zipfile.ZipFile(wheel) as z:
@@ -218,6 +227,13 @@ def test_documented_install_in_a_fresh_environment(tmp_path):
     assert out['mmdet_base'] == ['RetinaNet', 'ResNet']
     assert out['mmseg_base'] == ['EncoderDecoder', 'ResNetV1c']
     assert out['pkg_resources'] is False
+
+    # The model index ships in the package (mim reads it; paper_table and
+    # pvt_mm.paper_results read it through pvt_mm.model_index).
+    from pvt_mm.paper_results import PAPER_RESULTS
+    count = run([py, '-c', 'from pvt_mm.paper_results import PAPER_RESULTS; '
+                 'print(len(PAPER_RESULTS))'], cwd=project, env=env)
+    assert int(count.strip().splitlines()[-1]) == len(PAPER_RESULTS) > 60
 
     # MMDetection's own tools/train.py (in its wheel), on generated data:
     # 16 images at batch 8, one epoch = two iterations.
