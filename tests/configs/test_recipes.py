@@ -1,8 +1,9 @@
 """Recipe fidelity: every config, resolved with its inheritance, against the
-official recipe it reproduces (pvt_mm/official_recipes.py: the official
-values as data, each recipe with its source files). A difference fails
-unless it is a listed deviation with its reason; a listed deviation that no
-longer differs fails too, so the list stays true."""
+official recipe it reproduces (official_recipes.py beside this file: the
+official values as data, each recipe with its source files). A difference
+fails unless it is a deviation the config's metafile lists with its reason;
+a listed deviation that no longer differs fails too, so the list stays
+true."""
 import copy
 import functools
 import glob
@@ -10,9 +11,9 @@ import os.path as osp
 
 import pytest
 
+import official_recipes as R
 from helpers import REPO_ROOT
 
-from pvt_mm import official_recipes as R
 from pvt_mm.paper_results import PAPER_RESULTS
 
 pytestmark = pytest.mark.usefixtures('fast_config_parsing')

@@ -12,15 +12,17 @@ their settings are written here in one neutral vocabulary
 (:func:`train_aug`, :func:`no_decay`, ...) and our MMEngine configs are
 read into the same vocabulary by :func:`recipe_of`.
 
-``NO_OFFICIAL[config_stem]`` says why a config has no official recipe to
-compare with, and ``DEVIATIONS`` lists the differences we keep on
-purpose, each with its reason (also in docs/model_zoo.md).
-``tests/test_recipes.py`` resolves every config and requires
+Why a config has no official recipe (``No Official Config``) and the
+differences kept on purpose (``Deviations``, each with its reason) are
+config metadata: they live in the metafiles (configs/<family>/metafile.yml,
+read by pvt_mm.model_index) and docs/model_zoo.md explains them.
+``tests/configs/test_recipes.py`` resolves every config and requires
 ``compare(OFFICIAL[name], recipe_of(cfg))`` to report nothing beyond the
 listed deviations.
 """
-import fnmatch
 import math
+
+from pvt_mm import model_index
 
 PVT = 'github.com/whai362/PVT (branch v2)'
 PVT2_SEG = 'github.com/whai362/PVTv2-Seg'
@@ -260,26 +262,8 @@ OFFICIAL['cls_cvt_21_384_in1k'] = _cls(
     sampler='random', train_aug=CLS_AUG_384, test_aug=CLS_TEST_384)
 
 # --------------------------------------------------------------------------
-NO_OFFICIAL = {
-    'cvt': 'the CvT paper and repository publish no detection or '
-           'segmentation recipe; these configs use the PVT recipes',
-    'cls_cvt_w24_in1k': 'the official CvT-W24 is pre-trained on ImageNet-22k '
-                        'and fine-tuned at 384x384; this config trains it '
-                        'from scratch on ImageNet-1k with the CvT-21 recipe',
-    'gfl_pvt_v2_b2_coco_1x': 'no official GFL 1x config (quick-run variant '
-                             'of the 3x recipe with the RetinaNet 1x '
-                             'schedule)',
-    'gfl_pvt_v2_b2_li_coco_1x': 'no official GFL 1x config (see above)',
-    'pvt_v1_3x': 'the PVTv1 paper reports 3x + multi-scale RetinaNet / Mask '
-                 'R-CNN rows but the official repository has no config for '
-                 'them; ours apply the 1x code recipe with 36 epochs and '
-                 'the paper\'s multi-scale training (short side 640-800)',
-    'sem_fpn_pvt_v1_large_ade20k_160k_tta': 'the PVTv1 paper\'s "PVT-Large*" '
-        'row (320k iterations, multi-scale flip test) has no official '
-        'config; ours is the official 40k recipe with the iterations scaled '
-        'the official way (320k at batch 16 -> 160k at batch 32)',
-    'demo': 'demo configs (configs/demo/) train on the generated demo data',
-}
+#: The demo configs (configs/demo/) are not in the model index.
+DEMO_REASON = 'demo configs (configs/demo/) train on the generated demo data'
 
 
 def _drop_path(backbone):
@@ -292,44 +276,17 @@ def _drop_path(backbone):
 
 
 def no_official_reason(name):
+    """Why ``name`` has no official recipe (its metafile's ``No Official
+    Config``), or None."""
     if name.startswith('demo/'):
-        return NO_OFFICIAL['demo']
-    if name in NO_OFFICIAL:
-        return NO_OFFICIAL[name]
-    if '_cvt_' in name and not name.startswith('cls_'):
-        return NO_OFFICIAL['cvt']
-    if name.startswith(('retinanet_pvt_v1_', 'mask_rcnn_pvt_v1_')) and \
-            name.endswith('_3x_ms'):
-        return NO_OFFICIAL['pvt_v1_3x']
-    return None
-
-
-#: Differences kept on purpose: {config pattern: {setting: reason}}.
-_TRANS2SEG_TEST = (
-    'Trans2SegHead has an MLP across the 16x16 stride-32 positions of a '
-    '512x512 crop (pvt_mm/heads/trans2seg.py), so the image is resized to '
-    'the 2048x512 bound as in the recipe, padded to at least 512x512 and '
-    'tested in sliding 512x512 windows (stride 341) instead of one '
-    'whole-image pass; the paper does not say how it tested this head')
-DEVIATIONS = {
-    'trans2seg_*': {'test_aug': _TRANS2SEG_TEST, 'test_mode': _TRANS2SEG_TEST},
-    'sem_fpn_*': {
-        'test_aug': 'MMSegmentation 1.x has no AlignResize (the official '
-                    'repos ship it as align_resize.py: resize so that both '
-                    'sides are multiples of 32); we resize to the same '
-                    '2048x512 bound and pad to a multiple of 32 in the data '
-                    'preprocessor instead, and crop the padding off the '
-                    'prediction',
-    },
-}
+        return DEMO_REASON
+    return model_index.no_official_config(name)
 
 
 def deviations_for(name):
-    out = {}
-    for pattern, fields in DEVIATIONS.items():
-        if fnmatch.fnmatch(name, pattern):
-            out.update(fields)
-    return out
+    """``{setting: reason}`` kept on purpose (its metafile's
+    ``Deviations``)."""
+    return model_index.deviations(name)
 
 
 # --------------------------------------------------------------------------
