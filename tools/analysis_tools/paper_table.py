@@ -4,7 +4,8 @@
     python tools/analysis_tools/paper_table.py work_dirs/*/metrics.json --markdown
 
 Each metrics.json names its config; the paper numbers for that config come
-from pvt_mm/paper_results.py (each with its source). Rows published twice
+from the metafiles (configs/<family>/metafile.yml, each with its source;
+pvt_mm.paper_results reads them). Rows published twice
 (PVTv1 Semantic FPN: the official code's mIoU and the paper's) get one line
 per column, e.g. ``mIoU`` (code) and ``mIoU (paper)``.
 """
