@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from harness.measure import parse_size, peak_rss_bytes, rss_bytes
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, 'docs', 'benchmarks.md')
 PLOT = os.path.join(REPO, 'docs', 'benchmarks.png')
@@ -131,28 +133,14 @@ MODES = ('fwd', 'fwd+bwd')
 FULL_SIZES = ('224x224', '512x512', '800x1333')
 
 
-def parse_size(text: str):
-    h, _, w = text.lower().partition('x')
-    return int(h), int(w or h)
-
-
 # ------------------------------------------------------------------ worker
-
-def _rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
 
 def run_cell(spec: dict) -> dict:
     """Time one (model, impl, size, mode) and measure its peak memory."""
     import torch
 
-    from pvt_mm.cli.analysis import outputs_list, time_calls
+    from harness.ops import outputs_list
+    from harness.measure import time_calls
     for lib in spec['libs']:
         importlib.import_module(lib)
     torch.set_num_threads(spec['threads'])
@@ -192,12 +180,12 @@ def run_cell(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_bytes()
+        base = rss_bytes()
     times, cpu = time_calls(step, spec['warmup'], spec['repeats'])
     if device.type == 'cuda':
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = _peak_rss_bytes()
+        peak = peak_rss_bytes()
     return dict(spec, times=times, median_s=statistics.median(times),
                 cpu_s=statistics.median(cpu),
                 peak_gib=peak / 2**30, delta_gib=max(peak - base, 0) / 2**30)
@@ -229,7 +217,7 @@ def model_flops(spec: dict) -> dict:
     torch.set_num_threads(spec['threads'])
     model = MODELS[spec['model']]['impls']['pvt_mm']().eval()
     h, w = parse_size(spec['size'])
-    from pvt_mm.cli.analysis import count_macs
+    from pvt_mm.analysis import count_macs
     macs = count_macs(model, torch.zeros(1, 3, h, w))
     return dict(gflop=2 * macs / 1e9)
 
@@ -248,7 +236,7 @@ def spawn(kind: str, spec: dict, timeout: float,
           in_process: bool = False) -> Optional[dict]:
     """Run one worker in a fresh interpreter (or, with ``in_process``, in
     this one); ``None`` (and a note) on error."""
-    from pvt_mm.cli.analysis import dispatch_worker
+    from harness.workers import dispatch_worker
     return dispatch_worker(__file__, WORKERS, kind, spec, timeout, in_process,
                            cwd=REPO, TRANSFORMERS_VERBOSITY='error')
 
@@ -357,7 +345,7 @@ def plot(rows: List[dict], path: str, note: str = '') -> None:
 def write_docs(table: str, meta: dict, doc: str = DOC) -> None:
     """Replace the run's generated block of docs/benchmarks.md (see
     :func:`doc_targets`) with ``table``."""
-    from pvt_mm.cli.analysis import replace_doc_block
+    from harness.measure import replace_doc_block
     begin, end, _ = doc_targets(meta)
     compiled = ', torch.compile' if meta.get('compile') else ''
     replace_doc_block(
@@ -425,7 +413,7 @@ def parse_args(argv=None):
     if args.compile and args.warmup < 1:
         p.error('--compile needs --warmup >= 1 (the first call compiles)')
     if args.in_process and args.device != 'cuda':
-        from pvt_mm.cli.analysis import IN_PROCESS_NEEDS_CUDA
+        from harness.workers import IN_PROCESS_NEEDS_CUDA
         p.error(IN_PROCESS_NEEDS_CUDA)
     if args.repeats < 1 or args.warmup < 0 or args.rounds < 1:
         p.error('--repeats and --rounds must be >= 1, --warmup >= 0')

@@ -74,6 +74,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
+from harness.measure import parse_size, peak_rss_bytes
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, 'docs', 'benchmarks.md')
 
@@ -108,16 +110,6 @@ DTYPES = {'fp32': None, 'bf16': 'bfloat16', 'fp16': 'float16'}
 
 
 WORKLOADS = ('test', 'train')
-
-
-def parse_size(text: str):
-    h, _, w = text.lower().partition('x')
-    return int(h), int(w or h)
-
-
-def _peak_rss_gib() -> float:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def bench_config(config: str):
@@ -175,7 +167,7 @@ def export_worker(spec: dict) -> dict:
         exporter = export_end2end if graph == 'end2end' else export_onnx
         exporter(model, path, shape=shape)
     elif variant == 'int8c':  # calibrated on random images: speed only
-        from pvt_mm.cli.analysis import fake_data
+        from pvt_mm.analysis import fake_data
         from pvt_mm.deploy.optimize import calibration_feeds
         batches = [fake_data(spec['scope'], (256, 256)) for _ in range(2)]
         feeds = calibration_feeds(model, batches, graph == 'end2end')
@@ -195,7 +187,7 @@ def export_worker(spec: dict) -> dict:
 
 class End2EndRunner:
     """An end-to-end file in an ONNX Runtime session, fed the raw batch of
-    :func:`pvt_mm.cli.analysis.fake_data` (uint8 images at the test size,
+    :func:`pvt_mm.analysis.fake_data` (uint8 images at the test size,
     ``ori_shape`` = their size) through the graph's contract
     (pvt_mm.deploy.end2end)."""
 
@@ -223,7 +215,8 @@ class End2EndRunner:
 def cell_worker(spec: dict) -> dict:
     import torch
     torch.set_num_threads(spec['threads'])
-    from pvt_mm.cli.analysis import fake_data, time_calls
+    from pvt_mm.analysis import fake_data
+    from harness.measure import time_calls
     device = spec['device']
     model = build(spec['config'], device)
     runner = model
@@ -271,7 +264,7 @@ def cell_worker(spec: dict) -> dict:
     times, cpu = time_calls(step, spec['warmup'], spec['repeats'])
     # CPU: the process's peak RSS; CUDA: the tensors' peak on the device
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device == 'cuda'
-            else _peak_rss_gib())
+            else peak_rss_bytes() / 2**30)
     result = dict(spec, times=times, median_s=statistics.median(times),
                   cpu_s=statistics.median(cpu), peak_gib=peak)
     if train:
@@ -316,7 +309,7 @@ def spawn(kind: str, spec: dict, timeout: float,
           in_process: bool = False) -> Optional[dict]:
     """Run one worker in a fresh interpreter (or, with ``in_process``, in
     this one); ``None`` (and a note) on error."""
-    from pvt_mm.cli.analysis import dispatch_worker
+    from harness.workers import dispatch_worker
     return dispatch_worker(__file__, WORKERS, kind, spec, timeout, in_process,
                            cwd=REPO)
 
@@ -473,7 +466,7 @@ class TrainStepCell:
                  device: str, common: dict):
         from mmengine.optim import build_optim_wrapper
 
-        from pvt_mm.cli import use_amp
+        from pvt_mm.engine.runner import use_amp
         self.impl, self.model, self.device = impl, model, device
         self.common = common  # what the cell's record starts with
         amp_dtype, _ = PRECISIONS[precision]
@@ -496,7 +489,7 @@ class TrainStepCell:
     def timed(self, data, steps: int) -> None:
         """``steps`` timed steps in this cell's own peak-memory window."""
         import torch
-        from pvt_mm.cli.analysis import time_calls
+        from harness.measure import time_calls
         cuda = self.device == 'cuda'
         if cuda:
             torch.cuda.synchronize()
@@ -522,7 +515,7 @@ class TrainStepCell:
             self.raw_peaks.append(raw / 2**30)
             self.peaks.append((raw - others) / 2**30)
         else:
-            self.peaks.append(_peak_rss_gib())
+            self.peaks.append(peak_rss_bytes() / 2**30)
 
     def record(self) -> dict:
         backbone = self.model.backbone
@@ -565,7 +558,7 @@ def train_step_bench(args) -> List[dict]:
     import torch
     from mmengine.logging import MMLogger
 
-    from pvt_mm.cli.analysis import fake_data
+    from pvt_mm.analysis import fake_data
     torch.set_num_threads(args.threads)
     MMLogger.get_current_instance().setLevel(logging.ERROR)  # init logs
     device = args.device
@@ -743,7 +736,7 @@ def train_step_main(args) -> int:
     table = train_step_markdown(records)
     print('\n' + table)
     if args.write_docs:
-        from pvt_mm.cli.analysis import replace_doc_block
+        from harness.measure import replace_doc_block
         replace_doc_block(DOC, TRAIN_DOC_BEGIN, TRAIN_DOC_END, table)
     # failed cells are in the table (e.g. a CUDA kernel without bf16);
     # fail only when nothing was measured
@@ -852,7 +845,7 @@ def train_step_args(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.in_process and args.device != 'cuda':
-        from pvt_mm.cli.analysis import IN_PROCESS_NEEDS_CUDA
+        from harness.workers import IN_PROCESS_NEEDS_CUDA
         raise SystemExit(IN_PROCESS_NEEDS_CUDA)
     if args.worker:
         kind, spec = args.worker

@@ -14,7 +14,7 @@ Two traces are recorded per run, in the order of bench_backbones.py's
 workloads: ``fwd`` (eval mode, no_grad) and ``fwd+bwd`` (train mode, the
 loss the benchmark uses). Only the main thread is traced: pvt_mm starts no
 threads of its own (torch's intra-op threads run inside one operator).
-The recorder is :class:`pvt_mm.cli.analysis.OpRecorder`, which
+The recorder is :class:`harness.ops.OpRecorder`, which
 tests/execution/test_op_count.py also uses to count a training step's
 compute operators against timm and mmdet.
 """
@@ -25,7 +25,7 @@ import sys
 
 import torch
 
-from pvt_mm.cli.analysis import OpRecorder, training_step_ops
+from harness.ops import OpRecorder, training_step_ops
 
 MODELS = {'pvtv2_b0': ('PVTv2', 'b0', {}), 'pvtv2_b2': ('PVTv2', 'b2', {}),
           'pvtv2_b2_li': ('PVTv2', 'b2_li', {}),

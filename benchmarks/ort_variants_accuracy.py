@@ -55,7 +55,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    from pvt_mm.cli import build_runner, load_config, prepare
+    from pvt_mm.engine.runner import build_runner, load_config, prepare
     from pvt_mm.deploy import ORTModel, export_onnx, load_model
     from pvt_mm.deploy.optimize import (calibration_batches,
                                         calibration_feeds,

@@ -1,8 +1,14 @@
 """Fixtures shared by the tests (their helpers: helpers.py)."""
 import os
+import sys
 
 import pytest
 import torch
+
+# The measurement harness (benchmarks/harness) is not installed with
+# pvt_mm; the benchmark scripts import it as `harness`, and so do tests.
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'benchmarks'))
 
 # CI machines have 2 cores; PVT_MM_TEST_THREADS=1 helps on a loaded machine.
 torch.set_num_threads(int(os.environ.get('PVT_MM_TEST_THREADS',

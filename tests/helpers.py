@@ -51,7 +51,7 @@ def demo_runner(tmp_path, config: str, cfg_options: dict, adapt=None):
     tests evaluate themselves), in the repo directory (the configs' data
     paths are relative to it) and with one torch thread; both restored on
     exit. ``adapt(cfg)`` edits the loaded config first."""
-    from pvt_mm.cli.runner import build_runner, load_config, prepare
+    from pvt_mm.engine.runner import build_runner, load_config, prepare
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cwd = os.getcwd()
@@ -70,16 +70,23 @@ def demo_runner(tmp_path, config: str, cfg_options: dict, adapt=None):
         torch.set_num_threads(threads)
 
 
-def load_tool(name: str):
-    """The module of ``tools/<name>.py`` (e.g. ``'analysis_tools/get_flops'``),
-    loaded from its file: the tools are scripts, not a package."""
+def load_module(path: str, name: str = None):
+    """The module of the script at ``path`` (relative to the repository),
+    loaded from its file: tools/ and benchmarks/ hold scripts, not
+    packages."""
     import importlib.util
-    path = os.path.join(REPO_ROOT, 'tools', f'{name}.py')
+    name = name or os.path.splitext(path)[0].replace('/', '_')
     spec = importlib.util.spec_from_file_location(
-        'tool_' + name.replace('/', '_'), path)
+        name, os.path.join(REPO_ROOT, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_tool(name: str):
+    """The module of ``tools/<name>.py`` (e.g.
+    ``'analysis_tools/get_flops'``)."""
+    return load_module(f'tools/{name}.py', 'tool_' + name.replace('/', '_'))
 
 
 
@@ -119,7 +126,7 @@ _DEMO_CONFIGS = {}
 def tiny_backbone_config(name: str, backbone: str):
     """The demo config ``name`` with a tiny ``backbone`` (random weights, no
     drop path) and its neck 32 channels wide; the heads as they are."""
-    from pvt_mm.cli import load_config
+    from pvt_mm.engine.runner import load_config
     if name not in _DEMO_CONFIGS:
         _DEMO_CONFIGS[name] = load_config(
             os.path.join(REPO_ROOT, 'configs', 'demo', name))

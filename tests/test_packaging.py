@@ -237,7 +237,7 @@ def test_documented_install_in_a_fresh_environment(tmp_path):
 
     # MMDetection's own tools/train.py (in its wheel), on generated data:
     # 16 images at batch 8, one epoch = two iterations.
-    run([py, '-c', 'from pvt_mm.datasets.demo_data import make_demo_data; '
+    run([py, '-c', 'from pvt_mm.data.demo_data import make_demo_data; '
          'make_demo_data("data/demo", num_train=16, num_val=8)'],
         cwd=project, env=env)
     (project / 'demo.py').write_text(

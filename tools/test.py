@@ -14,8 +14,9 @@ import json
 import os
 import os.path as osp
 
-from pvt_mm.cli import (add_common_args, build_runner, config_from_args,
-                        finish, prepare, use_test_time_aug)
+from pvt_mm.engine.runner import (add_common_args, build_runner,
+                                  config_from_args, finish, prepare,
+                                  use_test_time_aug)
 
 #: Training-only settings; MMEngine builds a test-only runner without them.
 TRAIN_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper',

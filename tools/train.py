@@ -14,8 +14,9 @@ any model is built (see pvt_mm/datasets/layout.py).
 import argparse
 import os.path as osp
 
-from pvt_mm.cli import (add_common_args, build_runner, config_from_args,
-                        finish, prepare, use_amp, use_compile)
+from pvt_mm.engine.runner import (add_common_args, build_runner,
+                                  config_from_args, finish, prepare, use_amp,
+                                  use_compile)
 
 
 def parse_args(argv=None):

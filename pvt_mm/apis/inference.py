@@ -44,7 +44,7 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
     with ``onnx`` its model is the export run by ONNX Runtime (two-stage
     and query-based exports also need ``checkpoint`` for the heads that run
     in PyTorch)."""
-    from pvt_mm.cli import init_scope, load_config
+    from pvt_mm.engine.runner import init_scope, load_config
     cfg = load_config(config, cfg_options)
     scope = init_scope(cfg)
     if scope == 'mmdet':

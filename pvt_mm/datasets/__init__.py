@@ -1,6 +1,5 @@
-"""Dataset helpers for the training tools (no dataset classes: pvt_mm uses
-MMDetection's, MMSegmentation's and MMPretrain's own)."""
-from .layout import (DatasetLayoutError, check_dataset_layout,
-                     retarget_data_root)
-
-__all__ = ['DatasetLayoutError', 'check_dataset_layout', 'retarget_data_root']
+"""The old name of :mod:`pvt_mm.data` (it holds no dataset classes);
+``pvt_mm.datasets``, ``.layout`` and ``.demo_data`` give the same
+objects."""
+from ..data import *  # noqa: F401,F403
+from ..data import __all__  # noqa: F401

@@ -77,7 +77,7 @@ def load_model(config, checkpoint: Optional[str] = None,
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS, init_default_scope
 
-    from pvt_mm.cli import init_scope, load_config
+    from pvt_mm.engine.runner import init_scope, load_config
     cfg = (config if isinstance(config, Config)
            else load_config(config, cfg_options))
     scope = init_scope(cfg)

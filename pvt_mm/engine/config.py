@@ -8,7 +8,7 @@ from typing import Iterator, Sequence, Tuple
 import torch
 import torch.distributed as torch_dist
 
-from pvt_mm.datasets import check_dataset_layout
+from pvt_mm.data import check_dataset_layout
 from pvt_mm.registry import HOOKS, MODELS
 
 SCOPE = 'pvt_mm.'
@@ -85,8 +85,8 @@ def setup_cpu_distributed(cfg) -> None:
 def prepare_config(cfg, splits: Sequence[str] = SPLITS) -> None:
     """What ``tools/train.py`` / ``tools/test.py`` run before
     ``Runner.from_cfg(cfg)``: check registered types and the datasets of
-    ``splits`` (:func:`pvt_mm.datasets.check_dataset_layout`) (``('test',)`` for testing), then set up CPU distributed
-    training if asked for."""
+    ``splits`` (:func:`pvt_mm.data.check_dataset_layout`; ``('test',)``
+    for testing), then set up CPU distributed training if asked for."""
     check_registered_types(cfg)
     check_dataset_layout(cfg, splits)
     setup_cpu_distributed(cfg)

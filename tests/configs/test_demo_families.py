@@ -16,7 +16,7 @@ from helpers import demo_runner
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    from pvt_mm.datasets.demo_data import make_demo_data
+    from pvt_mm.data.demo_data import make_demo_data
     return make_demo_data(str(tmp_path_factory.mktemp('demo_data')))
 
 
@@ -49,7 +49,7 @@ def test_detr_fits_its_training_scenes(tmp_path):
     inference (query scores and boxes back to image coordinates) work
     together: trained on 16 generated scenes, it detects them. (With the
     backbone's output zeroed it stays at 0.000: docs/model_zoo.md.)"""
-    from pvt_mm.datasets.demo_data import make_demo_data
+    from pvt_mm.data.demo_data import make_demo_data
     root = osp.join(make_demo_data(str(tmp_path / 'scenes'), num_train=16,
                                    num_val=1), 'coco') + '/'
 

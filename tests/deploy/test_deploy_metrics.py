@@ -20,7 +20,7 @@ pytest.importorskip('onnxruntime')
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    from pvt_mm.datasets.demo_data import make_demo_data
+    from pvt_mm.data.demo_data import make_demo_data
     return make_demo_data(str(tmp_path_factory.mktemp('demo_data')),
                           num_train=64, num_val=16)
 

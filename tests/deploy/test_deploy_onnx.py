@@ -39,7 +39,7 @@ EXPORT_SHAPE = (64, 64)
 RUN_SIZES = [((96, 160), 1), ((128, 96), 2)]
 
 def raw_batch(model, scope, shape, batch):
-    from pvt_mm.cli.analysis import fake_data
+    from pvt_mm.analysis import fake_data
     data = fake_data(scope, shape, batch)
     return data
 

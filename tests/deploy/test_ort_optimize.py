@@ -141,7 +141,7 @@ def test_fused_file_matches_portable(tmp_path, family):
 def test_fused_file_runs_in_the_runner(tmp_path):
     """ORTModel takes the fused file like the portable one (metadata kept)
     and returns the same detections."""
-    from pvt_mm.cli.analysis import fake_data
+    from pvt_mm.analysis import fake_data
     from pvt_mm.deploy import ORTModel, export_onnx
     from pvt_mm.deploy.optimize import export_ort_variants
     model = tiny_model('pvtv2')
@@ -296,7 +296,7 @@ def test_pytorch2onnx_writes_ort_files(tmp_path, monkeypatch, capsys):
     import json
 
     from helpers import load_tool
-    from pvt_mm.cli.analysis import fake_data
+    from pvt_mm.analysis import fake_data
     from pvt_mm.deploy import optimize
     from pvt_mm.deploy.optimize import read_props
     export = load_tool('deployment/pytorch2onnx')

@@ -17,7 +17,7 @@ from mmengine.logging import MMLogger
 from torch._dynamo.utils import counters
 
 from helpers import load_tool, tiny_dense_config
-from pvt_mm.cli import use_compile
+from pvt_mm.engine.runner import use_compile
 from pvt_mm.engine.compile import CompileHook, SizeBuckets
 
 RETINANET = 'retinanet_pvt_v2_b0_demo.py'
@@ -237,7 +237,7 @@ def test_hook_names_a_missing_module():
 def test_train_compile_flag(config, pad_mask):
     train = load_tool('train')
     args = train.parse_args([config, '--compile', '--compile-bucket', '128'])
-    from pvt_mm.cli import config_from_args
+    from pvt_mm.engine.runner import config_from_args
     cfg = config_from_args(config, args)
     train.apply_train_args(cfg, args)
     assert cfg.custom_hooks[-1] == dict(type='pvt_mm.CompileHook')
@@ -253,7 +253,7 @@ def test_train_compile_flag(config, pad_mask):
 
 def test_train_compile_flag_errors():
     train = load_tool('train')
-    from pvt_mm.cli import config_from_args
+    from pvt_mm.engine.runner import config_from_args
     config = 'configs/retinanet_pvt_v2_b2_coco.py'
 
     def apply(*flags, **cfg_set):
@@ -310,7 +310,7 @@ def test_compile_inductor_trains_like_eager(name):
 def test_train_tool_with_compile(tmp_path):
     """``tools/train.py --compile`` through MMEngine's runner: trains,
     validates (eagerly), checkpoints with the usual keys."""
-    from pvt_mm.datasets.demo_data import make_demo_data
+    from pvt_mm.data.demo_data import make_demo_data
     data = make_demo_data(str(tmp_path / 'data'), num_train=8, num_val=4)
     train = load_tool('train')
     work_dir = str(tmp_path / 'wd')

@@ -4,10 +4,10 @@ timm's ``pvt_v2_b2`` and mmdet's ``PyramidVisionTransformerV2``.
 On a GPU a training step at classification size is bound by operator
 launches, not arithmetic, so pvt_mm must not dispatch more compute
 operators than the leaner of the two (issue 20). The count is
-device-independent; it is taken on CPU with
-:func:`pvt_mm.cli.analysis.training_step_ops` (forward and backward; views,
+device-independent; it is taken on CPU with benchmarks/harness's
+:func:`harness.ops.training_step_ops` (forward and backward; views,
 allocations and ``_unsafe_view`` are not compute operators, see
-:func:`pvt_mm.cli.analysis.is_compute_op`). All three run the same step:
+:func:`harness.ops.is_compute_op`). All three run the same step:
 drop-path rate 0.1, batch 2, ``train()``, loss = sum of the four stage
 outputs' means. The counts do not depend on the image size here (no
 size-dependent strategy applies at these sizes: 2x3x64x64 and 2x3x224x224
@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from pvt_mm import PVTv2
-from pvt_mm.cli.analysis import training_step_ops
+from harness.ops import training_step_ops
 from pvt_mm.execution import ExecutionPolicy, execution_policy, recomputes_ffn
 from pvt_mm.models import layers
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import pvt_mm
-from pvt_mm.cli.analysis import count_macs
+from pvt_mm.analysis import count_macs
 from pvt_mm.heads import Trans2SegHead
 from pvt_mm.heads.trans2seg import ClassAttention, DecoderLayer
 

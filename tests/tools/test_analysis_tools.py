@@ -1,5 +1,5 @@
 """The analysis tools: FLOP counting with fused attention
-(pvt_mm.cli.analysis, tools/analysis_tools/get_flops.py),
+(pvt_mm.analysis, tools/analysis_tools/get_flops.py),
 tools/analysis_tools/benchmark.py and benchmarks/bench_backbones.py."""
 import importlib.util
 import json
@@ -13,7 +13,7 @@ import torch
 
 from helpers import REPO_ROOT, load_tool
 from pvt_mm import PVTv2
-from pvt_mm.cli import analysis
+from pvt_mm import analysis
 
 REPO = REPO_ROOT
 
@@ -44,7 +44,8 @@ def test_flops_count_the_attention_term():
     counts = {}
     for side in (224, 448):
         with torch.no_grad():
-            analyzer = analysis.flop_analyzer(model, (torch.zeros(1, 3, side, side), ))
+            analyzer = analysis.flop_analyzer(
+                model, (torch.zeros(1, 3, side, side), ))
             counts[side] = (analyzer.total(), analyzer.by_operator())
         assert counts[side][1]['scaled_dot_product_attention'] == \
             attention_macs(model, side)
@@ -203,7 +204,7 @@ def test_bench_detectors_train_and_test_cells(model, dtype):
 
 
 def test_bench_in_process_is_cuda_only_and_reports_failures(capsys):
-    from pvt_mm.cli.analysis import call_in_process
+    from harness.workers import call_in_process
     bench = load_bench_detectors()
     with pytest.raises(SystemExit, match='--in-process needs --device cuda'):
         bench.main(['--in-process'])

@@ -24,7 +24,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    from pvt_mm.datasets.demo_data import make_demo_data
+    from pvt_mm.data.demo_data import make_demo_data
     return make_demo_data(str(tmp_path_factory.mktemp('demo_data')),
                           num_train=16, num_val=8)
 
@@ -177,7 +177,7 @@ def test_tta_runs_every_view(tmp_path, data, monkeypatch):
     from mmengine.config import Config
     from mmseg.models import SegTTAModel
     from mmseg.registry import MODELS
-    from pvt_mm.cli import init_scope
+    from pvt_mm.engine.runner import init_scope
     cfg_path = osp.join(DEMO, 'sem_fpn_pvt_v2_b0_demo.py')
     cfg = Config.fromfile(cfg_path)
     init_scope(cfg)
@@ -204,7 +204,7 @@ def test_tta_runs_every_view(tmp_path, data, monkeypatch):
 
 def test_tta_needs_the_configs_pipeline_and_model():
     from mmengine.config import Config
-    from pvt_mm.cli import use_test_time_aug
+    from pvt_mm.engine.runner import use_test_time_aug
     cfg = Config(dict(model=dict(type='RetinaNet'),
                       test_dataloader=dict(dataset=dict(pipeline=[]))))
     with pytest.raises(ValueError, match='defines no tta_pipeline / '
@@ -220,7 +220,7 @@ def test_long_schedule_tta_scales_are_mmseg_0x_multiscale_flip(tmp_path):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmseg.registry import TRANSFORMS
-    from pvt_mm.cli import init_scope
+    from pvt_mm.engine.runner import init_scope
     cfg = Config.fromfile(osp.join(
         REPO_ROOT, 'configs', 'sem_fpn_pvt_v1_large_ade20k_160k_tta.py'))
     init_scope(cfg)

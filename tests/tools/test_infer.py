@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures('fast_config_parsing', 'one_thread')
 
 @pytest.fixture(scope='module')
 def images(tmp_path_factory):
-    from pvt_mm.datasets.demo_data import make_demo_data
+    from pvt_mm.data.demo_data import make_demo_data
     root = make_demo_data(str(tmp_path_factory.mktemp('demo')), num_train=1,
                           num_val=2)
     return root

@@ -12,9 +12,9 @@ import types
 import pytest
 
 from helpers import REPO_ROOT, load_tool
-from pvt_mm import cli as common
-from pvt_mm.datasets import demo_data as make_demo_data
-from pvt_mm.datasets import (DatasetLayoutError,
+from pvt_mm.engine import runner as common
+from pvt_mm.data import demo_data as make_demo_data
+from pvt_mm.data import (DatasetLayoutError,
                              check_dataset_layout)
 
 TOOLS = osp.join(REPO_ROOT, 'tools')

@@ -18,14 +18,20 @@ See benchmarks/bench_backbones.py for side-by-side comparisons.
 """
 import argparse
 import json
+import os.path as osp
 import statistics
 import sys
 import time
 
 import torch
 
-from pvt_mm.cli import load_config
-from pvt_mm.cli.analysis import build_model, fake_data, input_shape
+from pvt_mm.analysis import build_model, fake_data, input_shape
+from pvt_mm.engine.runner import load_config
+
+# The measurement harness (benchmarks/harness, not installed with pvt_mm).
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))), 'benchmarks'))
+from harness.measure import peak_memory_bytes  # noqa: E402
 
 AMP = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -63,13 +69,6 @@ def parse_args(argv=None):
         p.error(f'--device {args.device}: CUDA is not available here; use '
                 f'--device cpu')
     return args
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    if device.type == 'cuda':
-        return torch.cuda.max_memory_allocated(device)
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def make_step(model, scope: str, shape, args, device: torch.device):

@@ -1,6 +1,6 @@
 """Parameters and FLOPs of a config's model (or its backbone), attention included.
 
-Fused attention is counted (see :mod:`pvt_mm.cli.analysis`); FLOPs are
+Fused attention is counted (see :mod:`pvt_mm.analysis`); FLOPs are
 counted the way the PVT/CvT papers (and fvcore/MMEngine) count them: one
 multiply-accumulate = one FLOP.
 
@@ -15,9 +15,9 @@ import sys
 
 import torch
 
-from pvt_mm.cli import load_config
-from pvt_mm.cli.analysis import (TensorForward, build_model, fake_batch,
-                                 flop_analyzer, input_shape)
+from pvt_mm.analysis import (TensorForward, build_model, fake_batch,
+                             flop_analyzer, input_shape)
+from pvt_mm.engine.runner import load_config
 
 
 def parse_args(argv=None):

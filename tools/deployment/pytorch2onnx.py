@@ -22,9 +22,9 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from pvt_mm.cli import load_config
-from pvt_mm.cli.analysis import input_shape
+from pvt_mm.analysis import input_shape
 from pvt_mm.deploy import export_end2end, export_onnx, load_model
+from pvt_mm.engine.runner import load_config
 
 
 def parse_args(argv=None):

@@ -81,7 +81,7 @@ def demo_config(args):
     amp)``."""
     import torch
 
-    from pvt_mm.cli import load_config, use_amp
+    from pvt_mm.engine.runner import load_config, use_amp
     if args.cpu and args.amp:
         raise SystemExit('--amp needs the CUDA GPU that --cpu hides; drop '
                          'one of them')
@@ -104,8 +104,8 @@ def main(argv=None):
     hide_gpu_if_asked(args)
     import torch
 
-    from pvt_mm.cli import build_runner, prepare
-    from pvt_mm.datasets.demo_data import demo_data_ready, make_demo_data
+    from pvt_mm.engine.runner import build_runner, prepare
+    from pvt_mm.data.demo_data import demo_data_ready, make_demo_data
     torch.set_num_threads(args.threads)
     os.chdir(REPO)  # the config's data paths are relative to the repo
     cfg, device, amp = demo_config(args)

@@ -1,12 +1,12 @@
 """Generate the small, deterministic demo dataset used by ``make demo``, the
 demo configs (``configs/demo/``) and the end-to-end tests
-(:mod:`pvt_mm.datasets.demo_data` describes the layouts).
+(:mod:`pvt_mm.data.demo_data` describes the layouts).
 
 Usage: python tools/misc/make_demo_data.py [--out data/demo] [--num-train 240]
 """
 import argparse
 
-from pvt_mm.datasets.demo_data import make_demo_data
+from pvt_mm.data.demo_data import make_demo_data
 
 
 def parse_args(argv=None):
