@@ -1,20 +1,22 @@
 """What every pvt_mm backbone shares: building the stages from their specs,
-the forward pass and its output contract, freezing and initialisation.
+the forward pass and its output contract, freezing and initialisation
+(the random one is :mod:`.weight_init`, the drop-path schedule
+:func:`.layers.stage_drop_paths`).
 The argument and input checks, with their errors, are in
 :mod:`pvt_mm.models.checks`; weights are read by :mod:`pvt_mm.weights`."""
-import math
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import checks
 # the checks' names, importable from here as before
 from .checks import KWARG_HINTS, OUT_TYPES, reject_unknown_kwargs  # noqa: F401
-from .layers import PatchEmbed, Stage, StageSpec, tokens_to_nchw
+from .layers import (PatchEmbed, Stage, StageSpec, stage_drop_paths,
+                     tokens_to_nchw)
+from .weight_init import official_init
 
 
 class FeatureSpec(NamedTuple):
@@ -22,35 +24,6 @@ class FeatureSpec(NamedTuple):
     detectron2's ``ShapeSpec``): its channels and its stride in pixels."""
     channels: int
     stride: int
-
-
-def linear_drop_path(rate: float, total: int) -> List[float]:
-    """Stochastic-depth rates rising linearly from 0 to ``rate`` over
-    ``total`` blocks (plain floats: also works on the meta device)."""
-    if total <= 1:
-        return [0.] * total
-    return [rate * i / (total - 1) for i in range(total)]
-
-
-def stage_drop_paths(rate: Union[float, Sequence[float]],
-                     depths: Sequence[int]) -> List[List[float]]:
-    """Per-stage lists of block drop-path rates.
-
-    A number rises linearly from 0 to ``rate`` over all blocks of the
-    network (PVT, PVTv2, timm). A sequence has one maximum per stage and
-    rises from 0 to ``rate[i]`` within stage ``i`` (the official CvT's
-    ``DROP_PATH_RATE: [0.0, 0.0, 0.1]``).
-    """
-    if isinstance(rate, (list, tuple)):
-        if len(rate) != len(depths):
-            raise ValueError(
-                f'drop_path_rate has {len(rate)} per-stage entries but the '
-                f'backbone has {len(depths)} stages; give one number per '
-                f'stage, or one number for a linear rise over all blocks')
-        rates = [float(r) for r in rate]
-        return [linear_drop_path(r, d) for r, d in zip(rates, depths)]
-    rates = iter(linear_drop_path(float(rate), sum(depths)))
-    return [[next(rates) for _ in range(d)] for d in depths]
 
 
 class PyramidBackbone(BaseModule):
@@ -167,7 +140,7 @@ class PyramidBackbone(BaseModule):
         from the previous one's width: the assembly every family shares.
 
         Every block gets stochastic depth from ``drop_path_rate``
-        (:func:`stage_drop_paths`), its attention :meth:`attn_args` (+
+        (:func:`~pvt_mm.models.layers.stage_drop_paths`), its attention :meth:`attn_args` (+
         ``attn_args``), its FFN the dropout rate (+ ``ffn_args``), and
         every stage ``with_cp`` and ``recompute_ffn``.
         """
@@ -245,19 +218,6 @@ class PyramidBackbone(BaseModule):
             size += 1
         return size
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        """:func:`~pvt_mm.models.checks.check_input`, skipped for sizes
-        already checked. A compiled graph checks at trace time only and
-        must not read the cache (a guard on the set would recompile the
-        model after every call that adds a size)."""
-        compiling = torch.compiler.is_compiling()
-        key = tuple(x.shape[1:])  # channels and size: all that is checked
-        if not compiling and key in self._checked_sizes:
-            return
-        checks.check_input(self, x)
-        if not compiling:
-            self._checked_sizes.add(key)
-
     def _pool(self, tokens: torch.Tensor, num_prefix: int) -> torch.Tensor:
         """Classification vector from the last stage's tokens."""
         norm = getattr(self, 'norm', None)
@@ -284,7 +244,7 @@ class PyramidBackbone(BaseModule):
         return tokens_to_nchw(tokens, hw).contiguous()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self._check_input(x)
+        checks.check_input_once(self, x)
         outs = []
         for i, stage in enumerate(self.stages):
             tokens, hw = stage(x)
@@ -316,42 +276,17 @@ class PyramidBackbone(BaseModule):
         return self
 
     # ------------------------------------------------------------ weights
-    def _default_init(self) -> None:
-        """The official initialisation: truncated-normal linears and
-        embeddings, fan-out normal convs, unit norms."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                std = math.sqrt(2.0 / (fan_out // m.groups))
-                with torch.no_grad():  # drawn in index order, whatever the
-                    # weight's memory layout (layers.channels_last_conv)
-                    m.weight.copy_(torch.empty(
-                        m.weight.shape, dtype=m.weight.dtype,
-                        device=m.weight.device).normal_(0, std))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, _BatchNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for name, p in self.named_parameters():
-            if name.endswith(('pos_embed', 'cls_token')):
-                trunc_normal_(p, std=.02)
-
     def init_weights(self) -> None:
         from pvt_mm.weights import load_pretrained
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             checks.check_pretrained_cfg(cfg)
-            self._default_init()  # modules the checkpoint does not hold
+            official_init(self)  # modules the checkpoint does not hold
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                             allow_partial=cfg.get('allow_partial', False))
             self._is_init = True
             return
-        self._default_init()
+        official_init(self)
         if cfg:
             super().init_weights()
         self._is_init = True

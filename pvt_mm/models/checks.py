@@ -152,6 +152,20 @@ def check_input(model, x: torch.Tensor) -> None:
                 f'image (e.g. Pad size_divisor=32 in the pipeline)')
 
 
+def check_input_once(model, x: torch.Tensor) -> None:
+    """:func:`check_input`, skipped for input shapes ``model`` has already
+    checked (its ``_checked_sizes``). A compiled graph checks at trace time
+    only and must not read the cache (a guard on the set would recompile
+    the model after every call that adds a size)."""
+    compiling = torch.compiler.is_compiling()
+    key = tuple(x.shape[1:])  # channels and size: all that is checked
+    if not compiling and key in model._checked_sizes:
+        return
+    check_input(model, x)
+    if not compiling:
+        model._checked_sizes.add(key)
+
+
 def check_pretrained_cfg(cfg: dict) -> None:
     """``init_cfg=dict(type='Pretrained', ...)`` with what it can take."""
     unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'allow_partial',

@@ -17,7 +17,7 @@ PyTorch expressions their docstrings name.
 """
 import functools
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -361,6 +361,35 @@ class DropPath(_MMCVDropPath):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         keep = self.keep_mask(x)
         return x if keep is None else x * keep.mul(1. / self.keep_prob)
+
+
+def linear_drop_path(rate: float, total: int) -> List[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over
+    ``total`` blocks (plain floats: also works on the meta device)."""
+    if total <= 1:
+        return [0.] * total
+    return [rate * i / (total - 1) for i in range(total)]
+
+
+def stage_drop_paths(rate: Union[float, Sequence[float]],
+                     depths: Sequence[int]) -> List[List[float]]:
+    """Per-stage lists of block drop-path rates.
+
+    A number rises linearly from 0 to ``rate`` over all blocks of the
+    network (PVT, PVTv2, timm). A sequence has one maximum per stage and
+    rises from 0 to ``rate[i]`` within stage ``i`` (the official CvT's
+    ``DROP_PATH_RATE: [0.0, 0.0, 0.1]``).
+    """
+    if isinstance(rate, (list, tuple)):
+        if len(rate) != len(depths):
+            raise ValueError(
+                f'drop_path_rate has {len(rate)} per-stage entries but the '
+                f'backbone has {len(depths)} stages; give one number per '
+                f'stage, or one number for a linear rise over all blocks')
+        rates = [float(r) for r in rate]
+        return [linear_drop_path(r, d) for r, d in zip(rates, depths)]
+    rates = iter(linear_drop_path(float(rate), sum(depths)))
+    return [[next(rates) for _ in range(d)] for d in depths]
 
 
 class Block(BaseModule):

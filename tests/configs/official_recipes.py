@@ -268,7 +268,7 @@ DEMO_REASON = 'demo configs (configs/demo/) train on the generated demo data'
 
 def _drop_path(backbone):
     # A list is per stage (CvT's convention), a number linear over all
-    # blocks (pvt_mm.models.base.stage_drop_paths).
+    # blocks (pvt_mm.models.layers.stage_drop_paths).
     rate = backbone.get('drop_path_rate')
     if isinstance(rate, (list, tuple)):
         return ('per_stage', tuple(float(r) for r in rate))

@@ -11,7 +11,7 @@ from mmcv.cnn.bricks import DropPath
 import pvt_mm
 from helpers import PYRAMID_CVT, PYRAMID_V2
 from pvt_mm import CvT, PVTv1, PVTv2
-from pvt_mm.models.base import linear_drop_path
+from pvt_mm.models.layers import linear_drop_path
 from pvt_mm.models.layers import QuickGELU
 
 # Full pyramids with one stage two blocks deep (drop-path, freezing).
