@@ -42,7 +42,6 @@ output layout, the class names) that the runner checks.
 """
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import os.path as osp
@@ -55,10 +54,10 @@ import torch.nn.functional as F
 
 from .checks import (CheckpointMismatchError, check_input_size,
                      check_state_dict, model_fingerprint)
+# the metadata's names, importable from here as before
+from .metadata import (FORMAT_VERSION, META_PREFIX,  # noqa: F401
+                       common_metadata, file_sha256, write_metadata)
 
-#: Version of the metadata layout written by :func:`export_onnx`.
-FORMAT_VERSION = '1'
-META_PREFIX = 'pvt_mm.'
 DEFAULT_OPSET = 17
 
 
@@ -212,14 +211,6 @@ def traceable_upsampling(model: nn.Module):
             del m.forward
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 #: Tolerance of :func:`verify_export` (docs/testing.md: two computations of
 #: the same mathematics in fp32): per output, relative to its largest
 #: magnitude, plus a floor relative to the largest of all outputs.
@@ -279,40 +270,6 @@ def trace_to_onnx(model: nn.Module, module: nn.Module, args: tuple, out: str,
                           opset_version=opset, do_constant_folding=True)
 
 
-def common_metadata(model: nn.Module, kind: str, min_size: int,
-                    shape: Sequence[int], checkpoint: Optional[str],
-                    fingerprint: str) -> Dict[str, str]:
-    """The ``pvt_mm.*`` metadata every export carries (without the
-    prefix): format, config and its fingerprint, graph kind, minimum and
-    traced input size, dataset meta, checkpoint and its hash."""
-    cfg = model.cfg
-    return {
-        'format_version': FORMAT_VERSION,
-        'config': osp.basename(cfg.filename or ''),
-        'model_sha256': fingerprint,
-        'kind': kind,
-        'min_size': str(min_size),
-        'export_shape': f'{int(shape[0])}x{int(shape[-1])}',
-        'dataset_meta': json.dumps(_json_safe(
-            getattr(model, 'dataset_meta', None) or {})),
-        'checkpoint': osp.basename(checkpoint) if checkpoint else '',
-        'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
-    }
-
-
-def write_metadata(path: str, meta: Dict[str, str]) -> None:
-    """Add ``meta`` to the file as ``pvt_mm.``-prefixed ``metadata_props``,
-    check the model and save it."""
-    import onnx
-    proto = onnx.load(path)
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, value
-    proto.producer_name = 'pvt_mm'
-    onnx.checker.check_model(proto)
-    onnx.save(proto, path)
-
-
 def export_onnx(model: nn.Module, out: str,
                 shape: Sequence[int] = (800, 1333), opset: int = DEFAULT_OPSET,
                 checkpoint: Optional[str] = None,
@@ -349,16 +306,6 @@ def export_onnx(model: nn.Module, out: str,
     if verify:
         verify_export(model, out, (2, 3, h + 32, w + 64))
     return meta
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 __all__ = ['ExportError', 'ExportGraph', 'CheckpointMismatchError',

@@ -35,7 +35,7 @@ import tempfile
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 from ..execution.sdpa import onnx_attention
-from .onnx_export import META_PREFIX
+from .metadata import META_PREFIX, read_props, write_props
 
 #: variant -> file name suffix replacing ``.onnx``
 SUFFIXES = {'plain': '.onnx', 'fused': '.ort.onnx', 'int8': '.int8.onnx'}
@@ -101,40 +101,6 @@ def session_options(threads: Optional[int] = None, level: str = 'all'):
     options.inter_op_num_threads = 1
     options.graph_optimization_level = _level(level)
     return options
-
-
-def read_props(path: str) -> Dict[str, str]:
-    """All ``metadata_props`` of an ONNX file (weights not loaded)."""
-    import onnx
-    return {p.key: p.value
-            for p in onnx.load(path, load_external_data=False).metadata_props}
-
-
-def write_props(path: str, props: Dict[str, str],
-                producer: Optional[str] = 'pvt_mm') -> None:
-    """Set ``props`` in the file's ``metadata_props`` (replacing keys that
-    are there). Drops ``value_info`` records without an element type: the
-    quantizer's shape inference writes them for the outputs of contrib
-    operators it does not know, and ONNX Runtime refuses to load a file
-    with them ("Invalid tensor data type 0"); it infers those types
-    itself."""
-    import onnx
-    proto = onnx.load(path)
-    typed = [v for v in proto.graph.value_info
-             if v.type.tensor_type.elem_type != 0
-             or not v.type.HasField('tensor_type')]
-    if len(typed) != len(proto.graph.value_info):
-        del proto.graph.value_info[:]
-        proto.graph.value_info.extend(typed)
-    kept = [(p.key, p.value) for p in proto.metadata_props
-            if p.key not in props]
-    del proto.metadata_props[:]
-    for key, value in kept + sorted(props.items()):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    if producer:
-        proto.producer_name = producer
-    onnx.save(proto, path)
 
 
 def _pvt_mm_props(src: str) -> Dict[str, str]:
