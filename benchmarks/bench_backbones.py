@@ -29,6 +29,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from harness.measure import parse_size, peak_rss_bytes, rss_bytes
+from harness.workers import print_result
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, 'docs', 'benchmarks.md')
@@ -227,7 +228,7 @@ WORKERS = {'cell': run_cell, 'matmul': matmul_peak, 'flops': model_flops}
 
 def worker_main(kind: str, spec_json: str) -> None:
     result = WORKERS[kind](json.loads(spec_json))
-    print('RESULT ' + json.dumps(result))
+    print_result(result)
 
 
 # ------------------------------------------------------------------ parent

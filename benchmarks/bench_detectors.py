@@ -75,6 +75,7 @@ import time
 from typing import Dict, List, Optional
 
 from harness.measure import parse_size, peak_rss_bytes
+from harness.workers import print_result
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, 'docs', 'benchmarks.md')
@@ -849,7 +850,7 @@ def main(argv=None) -> int:
         raise SystemExit(IN_PROCESS_NEEDS_CUDA)
     if args.worker:
         kind, spec = args.worker
-        print('RESULT ' + json.dumps(WORKERS[kind](json.loads(spec))))
+        print_result(WORKERS[kind](json.loads(spec)))
         return 0
     if args.train_step:
         return train_step_main(train_step_args(args))

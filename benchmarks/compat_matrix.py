@@ -36,11 +36,11 @@ import json
 import math
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 
 from harness.measure import replace_doc_block
+from harness.workers import print_result, run_worker_process
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LIBS = ('mmdet', 'mmseg')
@@ -577,19 +577,22 @@ def _error_line(text: str) -> str:
     return lines[-1][:300] if lines else 'no output'
 
 
-def cell_main(args) -> None:
-    """Entry point of the cell subprocess: prints one JSON line."""
+def cell_outcome(lib: str, config: str, backbone: str, data_root: str,
+                 size: int, iters: int, work_dir: str) -> dict:
+    """:func:`run_cell` as a cell record: its metrics and ``status='ok'``,
+    or ``status='fail'`` with the error (the traceback goes to stderr, the
+    cell's log); ``seconds`` either way."""
     t0 = time.time()
     try:
-        out = run_cell(args.lib, args.config, args.backbone, args.data_root,
-                       args.size, args.iters, args.work_dir)
+        out = run_cell(lib, config, backbone, data_root, size, iters,
+                       work_dir)
         out.update(status='ok')
     except Exception as e:  # reported, not raised: the parent records it
         import traceback
         traceback.print_exc()
         out = dict(status='fail', error=f'{type(e).__name__}: {e}'[:600])
     out['seconds'] = round(time.time() - t0, 1)
-    print('CELL-RESULT ' + json.dumps(out), flush=True)
+    return out
 
 
 def ensure_demo_data(data_root: str) -> None:
@@ -617,16 +620,8 @@ def _forked_cell(result_file, log_file, lib, config, backbone, data_root,
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    t0 = time.time()
-    try:
-        out = run_cell(lib, config, backbone, data_root, size, iters,
+    out = cell_outcome(lib, config, backbone, data_root, size, iters,
                        work_dir)
-        out.update(status='ok')
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        out = dict(status='fail', error=f'{type(e).__name__}: {e}'[:600])
-    out['seconds'] = round(time.time() - t0, 1)
     with open(result_file, 'w') as f:
         json.dump(out, f)
     sys.stdout.flush()
@@ -671,41 +666,32 @@ def run_cell_forked(lib, folder, config, backbone, args, fp) -> dict:
 
 
 def run_cell_subprocess(lib, folder, config, backbone, args, fp) -> dict:
+    """One cell in a new interpreter, through the harness's worker
+    protocol (``compat_matrix.py --worker cell SPEC``)."""
     size = IMAGE_SIZE.get((lib, folder), DEFAULT_SIZE)
-    work_dir = osp.join(args.cache, 'work', f'{lib}_{folder}_{backbone}')
-    cmd = [sys.executable, osp.abspath(__file__), '--cell', '--lib', lib,
-           '--config', f'{folder}/{config}', '--backbone', backbone,
-           '--data-root', osp.join(args.cache, 'data'), '--size', str(size),
-           '--iters', str(args.iters), '--work-dir', work_dir]
+    spec = dict(lib=lib, config=f'{folder}/{config}', backbone=backbone,
+                data_root=osp.join(args.cache, 'data'), size=size,
+                iters=args.iters, work_dir=osp.join(
+                    args.cache, 'work', f'{lib}_{folder}_{backbone}'))
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [REPO] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
     t0 = time.time()
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                             timeout=args.timeout, cwd=REPO)
-        line = [ln for ln in res.stdout.splitlines()
-                if ln.startswith('CELL-RESULT ')]
-        if line:
-            out = json.loads(line[-1][len('CELL-RESULT '):])
-            if out['status'] == 'fail':
-                out['error'] = _error_line(res.stderr) if not out.get(
-                    'error') else out['error']
-        else:
-            out = dict(status='fail', error=_error_line(
-                res.stderr or res.stdout))
-        log = res.stderr[-20000:]
-    except subprocess.TimeoutExpired as e:
+    run = run_worker_process(__file__, 'cell', spec, args.timeout, cwd=REPO,
+                             env=env)
+    if run.returncode is None:
         out = dict(status='timeout', error=f'over {args.timeout} s')
-        log = (e.stderr or b'')[-20000:]
-        log = log.decode(errors='replace') if isinstance(log, bytes) else log
+    elif run.result is None:
+        out = dict(status='fail', error=_error_line(run.stderr or run.stdout))
+    else:
+        out = run.result
     out.setdefault('seconds', round(time.time() - t0, 1))
     out.update(lib=lib, folder=folder, config=config, backbone=backbone,
                size=size, iters=args.iters, fingerprint=fp)
     os.makedirs(osp.join(args.cache, 'logs'), exist_ok=True)
     with open(osp.join(args.cache, 'logs',
                        f'{lib}_{folder}_{backbone}.log'), 'w') as f:
-        f.write(log or '')
+        f.write(run.stderr[-20000:])
     return out
 
 
@@ -889,22 +875,15 @@ def parse_args(argv=None):
                    'fork it from this process after importing once)')
     p.add_argument('--no-write', action='store_true',
                    help='do not write --json / --doc')
-    # the cell subprocess
-    p.add_argument('--cell', action='store_true', help=argparse.SUPPRESS)
-    p.add_argument('--lib', help=argparse.SUPPRESS)
-    p.add_argument('--config', help=argparse.SUPPRESS)
-    p.add_argument('--backbone', help=argparse.SUPPRESS)
-    p.add_argument('--data-root', help=argparse.SUPPRESS)
-    p.add_argument('--size', type=int, default=DEFAULT_SIZE,
-                   help=argparse.SUPPRESS)
-    p.add_argument('--work-dir', help=argparse.SUPPRESS)
+    # a cell in its own interpreter (--subprocess): the harness's protocol
+    p.add_argument('--worker', nargs=2, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.cell:
-        cell_main(args)
+    if args.worker:  # kind 'cell', the only one
+        print_result(cell_outcome(**json.loads(args.worker[1])))
         return {}
     rows = walk_folders(args.libs)
     fp = fingerprint()

@@ -7,38 +7,71 @@ import json
 import os
 import subprocess
 import sys
-from typing import Optional
+from typing import NamedTuple, Optional
 
-import torch
+
+RESULT_MARK = 'RESULT '
+
+
+class WorkerRun(NamedTuple):
+    """What a worker process left: its ``RESULT`` dict (None when it
+    printed none), its output, and its exit code (None: timed out)."""
+    result: Optional[dict]
+    stdout: str
+    stderr: str
+    returncode: Optional[int]
+
+
+def print_result(result: dict) -> None:
+    """The worker's side of the protocol: one ``RESULT <json>`` line."""
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def _text(out) -> str:
+    return out.decode(errors='replace') if isinstance(out, bytes) else (
+        out or '')
+
+
+def run_worker_process(script: str, kind: str, spec: dict, timeout: float,
+                       cwd: Optional[str] = None,
+                       env: Optional[dict] = None) -> WorkerRun:
+    """``python SCRIPT --worker KIND SPEC_JSON`` in a fresh interpreter:
+    the protocol every measurement here shares (the script answers with
+    :func:`print_result`)."""
+    cmd = [sys.executable, os.path.abspath(script), '--worker', kind,
+           json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as e:
+        return WorkerRun(None, _text(e.stdout), _text(e.stderr), None)
+    results = [ln[len(RESULT_MARK):] for ln in proc.stdout.splitlines()
+               if ln.startswith(RESULT_MARK)]
+    return WorkerRun(json.loads(results[-1]) if results else None,
+                     proc.stdout, proc.stderr, proc.returncode)
 
 
 def run_worker(script: str, kind: str, spec: dict, timeout: float,
                cwd: Optional[str] = None, **env) -> Optional[dict]:
-    """Run ``python SCRIPT --worker KIND SPEC_JSON`` in a fresh interpreter
-    with ``spec['threads']`` OpenMP / MKL threads (the benchmarks measure
-    each cell in its own process, so peak memory is that cell's alone).
+    """A benchmark cell in a fresh interpreter (:func:`run_worker_process`)
+    with ``spec['threads']`` OpenMP / MKL threads (each cell in its own
+    process, so peak memory is that cell's alone).
 
-    The worker prints ``RESULT <json>``; that dict is returned, or ``None``
-    with a one-line note when the worker timed out or failed. ``env`` adds
-    environment variables.
+    Returns the worker's result, or ``None`` with a one-line note when the
+    worker timed out or failed. ``env`` adds environment variables.
     """
     env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']),
                MKL_NUM_THREADS=str(spec['threads']), PYTHONWARNINGS='ignore',
                **env)
-    cmd = [sys.executable, os.path.abspath(script), '--worker', kind,
-           json.dumps(spec)]
     label = f'{kind} {spec.get("model", "")} {spec.get("impl", "")}'.strip()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                              timeout=timeout, cwd=cwd)
-    except subprocess.TimeoutExpired:
+    run = run_worker_process(script, kind, spec, timeout, cwd=cwd, env=env)
+    if run.returncode is None:
         print(f'  ! {label} timed out after {timeout:.0f} s', flush=True)
         return None
-    for line in proc.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-4:]
-    print(f'  ! {label} failed (exit {proc.returncode}): ' + ' | '.join(tail),
+    if run.result is not None:
+        return run.result
+    tail = (run.stderr or run.stdout).strip().splitlines()[-4:]
+    print(f'  ! {label} failed (exit {run.returncode}): ' + ' | '.join(tail),
           flush=True)
     return None
 
@@ -76,6 +109,7 @@ def call_in_process(fn, spec: dict) -> Optional[dict]:
         print(f'  ! {label} failed: {type(e).__name__}: {e}', flush=True)
         return None
     finally:
+        import torch
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
