@@ -87,6 +87,17 @@ def write_props(path: str, props: Dict[str, str],
     onnx.save(proto, path)
 
 
+def pvt_mm_props(src: str) -> Dict[str, str]:
+    """The file's ``pvt_mm.*`` metadata; an error for a file pvt_mm did
+    not write."""
+    props = {k: v for k, v in read_props(src).items()
+             if k.startswith(META_PREFIX)}
+    if 'pvt_mm.model_sha256' not in props:
+        raise ValueError(f'{src} has no pvt_mm metadata: optimize files '
+                         f'written by pvt_mm.deploy')
+    return props
+
+
 def _json_safe(obj):
     if isinstance(obj, dict):
         return {str(k): _json_safe(v) for k, v in obj.items()}
