@@ -14,10 +14,9 @@ import os.path as osp
 import sys
 from typing import Dict, List
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
+from pvt_mm.model_index import read_index, read_metafiles
 
-from pvt_mm.model_index import read_index, read_metafiles  # noqa: E402
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 MODEL_ZOO = osp.join(REPO, 'docs', 'model_zoo.md')
 #: docs/model_zoo.md's tables: name -> the config patterns it shows (rows
