@@ -9,7 +9,7 @@
 
 Works for MMDetection, MMSegmentation and MMPretrain configs alike: the
 config's ``default_scope`` picks the library. Datasets are checked before
-any model is built (see pvt_mm/datasets/layout.py).
+any model is built (see pvt_mm/data/layout.py).
 """
 import argparse
 import os.path as osp
