@@ -1,29 +1,23 @@
 """What every pvt_mm backbone shares: building the stages from their specs,
-the forward pass and its output contract, freezing and initialisation
-(the random one is :mod:`.weight_init`, the drop-path schedule
-:func:`.layers.stage_drop_paths`).
-The argument and input checks, with their errors, are in
-:mod:`pvt_mm.models.checks`; weights are read by :mod:`pvt_mm.weights`."""
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+the forward pass, freezing and initialisation. Beside it: the output
+contract (:mod:`.outputs`), the random initialisation (:mod:`.weight_init`),
+the drop-path schedule (:func:`.layers.stage_drop_paths`), the argument
+and input checks with their errors (:mod:`.checks`); weights are read by
+:mod:`pvt_mm.weights`."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from . import checks
+from . import checks, outputs
 # the checks' names, importable from here as before
 from .checks import KWARG_HINTS, OUT_TYPES, reject_unknown_kwargs  # noqa: F401
 from .layers import (PatchEmbed, Stage, StageSpec, stage_drop_paths,
                      tokens_to_nchw)
+from .outputs import FeatureSpec
 from .weight_init import official_init
-
-
-class FeatureSpec(NamedTuple):
-    """What one returned map is, for the neck that reads it (as
-    detectron2's ``ShapeSpec``): its channels and its stride in pixels."""
-    channels: int
-    stride: int
 
 
 class PyramidBackbone(BaseModule):
@@ -167,28 +161,19 @@ class PyramidBackbone(BaseModule):
 
         ``out_indices=None`` means every output for ``out_type='featmap'``
         and the last stage for the pooled classification outputs."""
-        num_stages = len(self.stages)
-        dims = [s.patch_embed.proj.out_channels for s in self.stages]
-        strides = []
-        for s in self.stages:
-            strides.append((strides[-1] if strides else 1) *
-                           s.patch_embed.proj.stride[0])
+        dims, strides = outputs.pyramid_geometry(self.stages)
         if extra_downsample:
             self.extra_downsample = PatchEmbed(dims[-1], dims[-1], 3, 2, 1)
-            dims.append(dims[-1])
-            strides.append(strides[-1] * 2)
-        out_indices = checks.resolve_out_indices(
-            type(self).__name__, out_indices, len(dims), num_stages,
+            dims, strides = dims + dims[-1:], strides + [strides[-1] * 2]
+        self.out_indices = checks.resolve_out_indices(
+            type(self).__name__, out_indices, len(dims), len(self.stages),
             self.out_type, self.frozen_stages)
-        self.out_indices = out_indices
-        self.out_channels = [dims[i] for i in out_indices]
-        self.out_strides = [strides[i] for i in out_indices]
+        self.out_channels = [dims[i] for i in self.out_indices]
+        self.out_strides = [strides[i] for i in self.out_indices]
+        self.out_norms = None
         if out_norm_eps is not None and self.out_type == 'featmap':
-            self.out_norms = nn.ModuleDict({
-                str(i): nn.LayerNorm(dims[i], eps=out_norm_eps)
-                for i in out_indices})
-        else:
-            self.out_norms = None
+            self.out_norms = outputs.out_norms(dims, self.out_indices,
+                                               out_norm_eps)
         self._freeze_stages()
 
     def output_shape(self) -> Tuple[FeatureSpec, ...]:
@@ -218,30 +203,10 @@ class PyramidBackbone(BaseModule):
             size += 1
         return size
 
-    def _pool(self, tokens: torch.Tensor, num_prefix: int) -> torch.Tensor:
-        """Classification vector from the last stage's tokens."""
-        norm = getattr(self, 'norm', None)
-        if self.out_type == 'cls_token':
-            feat = tokens[:, 0]
-            return norm(feat) if norm is not None else feat
-        tokens = tokens[:, num_prefix:]
-        if norm is not None:
-            tokens = norm(tokens)
-        return tokens.mean(dim=1)
-
     def _featmap(self, index: int, tokens: torch.Tensor, hw) -> torch.Tensor:
-        """An output map in the standard contiguous NCHW layout, as ResNet
-        returns it.
-
-        Inside the backbone maps are channels-last views of the tokens; the
-        maps handed to necks and heads are copied to contiguous NCHW once,
-        because mmcv ops read raw NCHW memory whatever the strides (mmcv
-        2.1's ``RoIAlign`` returns wrong features for a channels-last map,
-        which FPN convolutions would propagate to the RoI heads) and heads
-        ``.view`` their maps (CenterNet's heatmap)."""
-        if self.out_norms is not None:
-            tokens = self.out_norms[str(index)](tokens)
-        return tokens_to_nchw(tokens, hw).contiguous()
+        """Returned map ``index`` (:func:`.outputs.to_featmap`)."""
+        norm = self.out_norms[str(index)] if self.out_norms else None
+        return outputs.to_featmap(tokens, hw, norm)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         checks.check_input_once(self, x)
@@ -253,8 +218,11 @@ class PyramidBackbone(BaseModule):
             if i in self.out_indices and self.out_type == 'featmap':
                 outs.append(self._featmap(i, spatial, hw))
         if self.out_type != 'featmap':
-            return (self._pool(tokens, stage.num_prefix), )
-        if hasattr(self, 'extra_downsample') and len(self.stages) in self.out_indices:
+            return (outputs.pool_tokens(tokens, stage.num_prefix,
+                                        self.out_type,
+                                        getattr(self, 'norm', None)), )
+        if hasattr(self, 'extra_downsample') and \
+                len(self.stages) in self.out_indices:
             tokens, hw = self.extra_downsample(x)
             outs.append(self._featmap(len(self.stages), tokens, hw))
         return tuple(outs)
