@@ -68,6 +68,23 @@ def configs_dir(package: str = 'pvt_mm') -> str:
     return osp.join(osp.dirname(spec.origin), '.mim', 'configs')
 
 
+def config_path(name: str) -> str:
+    """The file of a config named ``pkg::path`` (``mmdet::``, ``mmseg::``,
+    ``pvt_mm::``: ``<package>/.mim/configs/path``), or ``name`` itself when
+    it is a plain path. A ``FileNotFoundError`` names a package that is not
+    installed or a config it does not ship."""
+    if '::' not in name:
+        return name
+    pkg, rel = name.split('::', 1)
+    try:
+        path = osp.join(configs_dir(pkg), rel)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'{name!r}: {e}') from None
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{name!r}: no such config ({path})')
+    return path
+
+
 # --- pkg_resources-free package look-ups (MMEngine's contract) -------------
 
 def _top_level_spec(name: str):

@@ -518,7 +518,7 @@ def run_cell(lib: str, config: str, backbone: str, data_root: str,
     from mmengine.runner import Runner
 
     import pvt_mm
-    from pvt_mm.swap import load_config
+    from pvt_mm.engine.runner import load_config
     torch.set_num_threads(int(os.environ.get('PVT_MM_TEST_THREADS', 1)))
     importlib.import_module(f'{lib}.utils').register_all_modules(
         init_default_scope=False)

@@ -47,6 +47,8 @@ import math
 import os.path as osp
 from typing import Dict, List, Optional, Tuple, Union
 
+from pvt_mm_config_hook import config_path  # noqa: F401 (as before)
+
 #: ImageNet normalisation (RGB, 0-255 scale) of every pvt_mm checkpoint.
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
@@ -372,33 +374,13 @@ def swap_backbone(cfg, backbone: BackboneArg = 'pvt_v2_b0',
     return cfg
 
 
-def config_path(name: str) -> str:
-    """The file of a config named ``pkg::path`` (``mmdet::``, ``mmseg::``,
-    ``pvt_mm::``: ``<package>/.mim/configs/path``) or a plain path."""
-    if '::' not in name:
-        return name
-    from pvt_mm_config_hook import configs_dir
-    pkg, rel = name.split('::', 1)
-    try:
-        path = osp.join(configs_dir(pkg), rel)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f'{name!r}: {e}') from None
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{name!r}: no such config ({path})')
-    return path
-
-
-def load_config(name: str):
-    """``Config.fromfile`` that also takes ``mmdet::`` / ``mmseg::`` names."""
-    from mmengine.config import Config
-    return Config.fromfile(config_path(name))
-
-
 def swap_config_text(source: str, backbone: BackboneArg = 'pvt_v2_b0',
                      pretrained: Optional[str] = 'default') -> str:
     """The text of a config file that inherits ``source`` (a path or an
     ``mmdet::`` / ``mmseg::`` name) and swaps in ``backbone``."""
     from mmengine.config import Config
+
+    from .engine.runner import load_config
     overrides = swap_overrides(load_config(source), backbone, pretrained)
     name = backbone if isinstance(backbone, str) else _type_name(backbone)
     body = Config(overrides).pretty_text
@@ -406,3 +388,13 @@ def swap_config_text(source: str, backbone: BackboneArg = 'pvt_v2_b0',
             f'# (written by tools/misc/swap_backbone.py; see '
             f'docs/use_in_your_project.md)\n'
             f'_base_ = [{source!r}]\n\n' + body)
+
+
+def __getattr__(name: str):
+    # pvt_mm.swap.load_config was a second config loader; the one loader,
+    # which takes ``pkg::`` names too, is pvt_mm.engine.runner.load_config
+    # (imported on use: it imports pvt_mm.engine, process-wide change 3).
+    if name == 'load_config':
+        from .engine.runner import load_config
+        return load_config
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -227,9 +227,10 @@ def test_hook_rebinds_lookups_imported_before_it():
 
 def test_one_resolver_for_package_configs():
     """``pvt_mm_config_hook.configs_dir``: the one place
-    ``<package>/.mim/configs`` is computed (the hook, pvt_mm.swap and the
-    compatibility matrix use it), with a clear error for a package that is
-    not installed."""
+    ``<package>/.mim/configs`` is computed (the hook, ``config_path``,
+    pvt_mm.swap and the compatibility matrix use it), with a clear error for
+    a package that is not installed; one loader for config files and
+    ``pkg::`` names."""
     import pvt_mm_config_hook as hook
     from pvt_mm.swap import config_path
     assert os.path.isfile(os.path.join(hook.configs_dir(),
@@ -242,6 +243,18 @@ def test_one_resolver_for_package_configs():
         hook.configs_dir('no_such_pkg')
     with pytest.raises(FileNotFoundError, match="no_such_pkg::a.py.*not inst"):
         config_path('no_such_pkg::a.py')
+    assert config_path is hook.config_path
+    # One config loader: the tools' load_config takes pkg:: names too
+    # (pvt_mm.swap's old load_config is the same function).
+    import pvt_mm.swap
+    from pvt_mm.engine.runner import load_config
+    assert pvt_mm.swap.load_config is load_config
+    cfg = load_config('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py')
+    assert cfg.model.type == 'RetinaNet'
+    with pytest.raises(FileNotFoundError, match='no such config'):
+        load_config('mmdet::retinanet/no_such.py')
+    with pytest.raises(AttributeError, match='no_such_name'):
+        pvt_mm.swap.no_such_name
 
 
 def test_renamed_modules_keep_their_old_import_paths():

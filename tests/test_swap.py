@@ -11,7 +11,8 @@ from mmengine.registry import init_default_scope
 
 from helpers import load_tool
 from pvt_mm import swap_backbone
-from pvt_mm.swap import (IMAGENET_MEAN, load_config, swap_config_text,
+from pvt_mm.engine.runner import load_config
+from pvt_mm.swap import (IMAGENET_MEAN, swap_config_text,
                          swap_overrides)
 
 pytestmark = pytest.mark.usefixtures('fast_config_parsing')

@@ -38,9 +38,12 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     """Parse the config file ``path`` and apply ``cfg_options`` (a
     ``data_root`` option moves every dataset path under the old root).
 
-    For tools that run MMEngine's runner, ``launcher`` (``'none'``,
-    ``'pytorch'``, ...) is set on the config and ``work_dir`` defaults to
-    ``./work_dirs/<config name>``."""
+    ``path`` may be a ``pkg::`` name (``mmdet::retinanet/...py``,
+    ``pvt_mm::retinanet_pvt_v2_b2_coco.py``). For tools that run MMEngine's
+    runner, ``launcher`` (``'none'``, ``'pytorch'``, ...) is set on the
+    config and ``work_dir`` defaults to ``./work_dirs/<config name>``."""
+    from pvt_mm_config_hook import config_path
+    path = config_path(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path!r} does not exist (configs '
                                 f'live in configs/, e.g. '
