@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from harness.measure import parse_size, peak_rss_bytes, rss_bytes
+from harness.measure import parse_size, peak_memory_bytes, rss_bytes
 from harness.workers import print_result
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,10 +183,7 @@ def run_cell(spec: dict) -> dict:
     else:
         base = rss_bytes()
     times, cpu = time_calls(step, spec['warmup'], spec['repeats'])
-    if device.type == 'cuda':
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = peak_rss_bytes()
+    peak = peak_memory_bytes(device)
     return dict(spec, times=times, median_s=statistics.median(times),
                 cpu_s=statistics.median(cpu),
                 peak_gib=peak / 2**30, delta_gib=max(peak - base, 0) / 2**30)

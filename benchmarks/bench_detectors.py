@@ -74,7 +74,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from harness.measure import parse_size, peak_rss_bytes
+from harness.measure import parse_size, peak_memory_bytes, peak_rss_bytes
 from harness.workers import print_result
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -264,8 +264,7 @@ def cell_worker(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times, cpu = time_calls(step, spec['warmup'], spec['repeats'])
     # CPU: the process's peak RSS; CUDA: the tensors' peak on the device
-    peak = (torch.cuda.max_memory_allocated() / 2**30 if device == 'cuda'
-            else peak_rss_bytes() / 2**30)
+    peak = peak_memory_bytes(device) / 2**30
     result = dict(spec, times=times, median_s=statistics.median(times),
                   cpu_s=statistics.median(cpu), peak_gib=peak)
     if train:
