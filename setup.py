@@ -55,8 +55,9 @@ setup(
                              '.mim/configs/*/metafile.yml',
                              '.mim/configs/*/README.md',
                              '.mim/model-index.yml', '.mim/docs/*.md']},
+    # safetensors: the .safetensors weights of the hubs (CvT-13's config)
     install_requires=['torch>=2.1', 'mmengine>=0.10.4,<0.11',
-                      'mmcv>=2.0.0,<2.2.0', 'numpy'],
+                      'mmcv>=2.0.0,<2.2.0', 'numpy', 'safetensors'],
     extras_require={
         'det': ['mmdet==3.3.0', 'pycocotools'],
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],

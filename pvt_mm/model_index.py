@@ -10,6 +10,8 @@ lists every config of the family with
 * ``Results Source``: where the number was published;
 * ``Official Config`` (the official file it follows) or ``No Official
   Config`` (why there is none);
+* ``Pretrained Weights``: the URL of the backbone's ImageNet weights the
+  config loads (none for the ImageNet configs, which train from scratch);
 * ``Deviations``: ``{setting: reason}``, the differences from the official
   recipe kept on purpose (tests/configs/test_recipes.py allows exactly
   these);
@@ -98,6 +100,11 @@ def deviations(name: str) -> Dict[str, str]:
     """``{setting: reason}``: where the config differs from the official
     recipe on purpose (empty for a config not in the index)."""
     return dict(_metadata(name).get('Deviations') or {})
+
+
+def pretrained_weights(name: str) -> Optional[str]:
+    """The URL of the backbone weights the config starts from, or None."""
+    return _metadata(name).get('Pretrained Weights')
 
 
 def no_official_config(name: str) -> Optional[str]:

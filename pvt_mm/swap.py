@@ -32,8 +32,8 @@ What changes (and nothing else):
 - ``model.pretrained`` (MMSegmentation's segmentors copy it into the
   backbone) is cleared: the old backbone's checkpoint never reaches ours.
   The backbone's ``init_cfg`` is ours: ``pretrained='default'`` keeps the
-  base's expected checkpoint path, a path uses that file, ``None`` trains
-  from scratch.
+  base's official download URL (fetched once into torch hub's cache), a
+  path or URL uses that file, ``None`` trains from scratch.
 - ``data_preprocessor``: ImageNet RGB mean / std, the normalisation all
   pvt_mm weights were trained with (Caffe-style configs use BGR and
   std 1).
@@ -365,8 +365,9 @@ def swap_backbone(cfg, backbone: BackboneArg = 'pvt_v2_b0',
     pvt_mm base name such as ``'pvt_v2_b0'`` / ``'cvt_13'``, or a backbone
     dict) in place of its backbone; see the module docstring.
 
-    ``pretrained``: ``'default'`` (the base's expected checkpoint path,
-    e.g. ``checkpoints/pvt_v2_b0.pth``), a checkpoint path, or ``None``
+    ``pretrained``: ``'default'`` (the base's official download URL, e.g.
+    ``https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth``),
+    a checkpoint path or URL, or ``None``
     (train from scratch)."""
     overrides = swap_overrides(cfg, backbone, pretrained)
     cfg = copy.deepcopy(cfg)

@@ -183,3 +183,79 @@ def tiny_dense_model(name: str, backbone: str):
     :func:`spread_weights`."""
     from pvt_mm.deploy import load_model
     return spread_weights(load_model(tiny_dense_config(name, backbone)))
+
+
+class LoopbackFiles:
+    """A file server on 127.0.0.1 for checkpoint download tests (no
+    internet): ``routes[path] = body`` (bytes) or ``(status, body,
+    headers)``; a route's ``truncate`` entry (``truncated[path] = n``)
+    announces the whole length but sends only ``n`` bytes, as a broken
+    connection would. ``requests`` lists the paths asked for, in order.
+    Use as a context manager; ``url(path)`` is the URL of a route."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.routes, self.truncated, self.requests = {}, {}, []
+        files = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                files.requests.append(self.path)
+                route = files.routes.get(self.path)
+                if route is None:
+                    self.send_error(404, 'Not Found')
+                    return
+                status, body, headers = (route if isinstance(route, tuple)
+                                         else (200, route, {}))
+                self.send_response(status)
+                self.send_header('Content-Length', str(len(body)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body[:files.truncated.get(self.path,
+                                                           len(body))])
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                      Handler)
+        self.server.timeout = 10
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs=dict(poll_interval=0.05),
+                                       daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f'127.0.0.1:{self.server.server_address[1]}'
+
+    def url(self, path: str) -> str:
+        return f'http://{self.host}{path}'
+
+    def on_loopback(self, url: str) -> str:
+        """``url`` with its scheme and host replaced by this server's."""
+        import urllib.parse
+        return self.url(urllib.parse.urlparse(url).path)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def official_pvt_v2_state_dict(arch: str = 'pvt_v2_b0', **kwargs) -> dict:
+    """A state dict in the official PVTv2 repository's layout (random
+    weights of timm's model of ``arch``, keys renamed to the official
+    ones), as ``https://github.com/whai362/PVT/releases/...`` holds."""
+    import sys
+
+    import timm
+    refs = sys.modules.get('references') or load_module(
+        'tests/models/references.py', 'references')
+    model = timm.create_model(arch, **kwargs)
+    return refs.renamed(model.state_dict(), refs.TIMM_V2_TO_OFFICIAL)

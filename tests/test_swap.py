@@ -110,7 +110,8 @@ def test_segmentor_pretrained_never_reaches_the_pvt(tmp_path):
     assert cfg.model.pretrained is None
     assert resnet not in cfg.pretty_text
     assert cfg.model.backbone.init_cfg == dict(
-        type='Pretrained', checkpoint='checkpoints/pvt_v2_b0.pth')
+        type='Pretrained', checkpoint='https://github.com/whai362/PVT/'
+        'releases/download/v2/pvt_v2_b0.pth')
     assert original.model.pretrained == resnet  # the input is not edited
 
     fake = tmp_path / 'resnet50.pth'

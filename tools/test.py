@@ -1,6 +1,7 @@
 """Evaluate a checkpoint of a pvt_mm config on its test set.
 
     python tools/test.py configs/retinanet_pvt_v2_b2_coco.py CKPT.pth
+    python tools/test.py CONFIG https://.../CKPT.pth  # fetched once (cached)
     python tools/test.py CONFIG CKPT --cfg-options data_root=/data/coco/
     python tools/test.py CONFIG CKPT --tta     # multi-scale + flip test
     bash tools/dist_test.sh CONFIG CKPT 8
@@ -27,7 +28,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Test a pvt_mm config\'s checkpoint with MMEngine.')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or URL (a URL is '
+                        'downloaded once into torch hub\'s cache)')
     parser.add_argument('--metrics-out', help='JSON file for the metrics '
                         '(default: <work dir>/metrics.json)')
     parser.add_argument('--out', help='also dump the raw predictions to '
@@ -50,8 +52,9 @@ def write_metrics(path: str, config: str, checkpoint: str, metrics,
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist '
+                         f'(give a file or a URL)')
     cfg = config_from_args(args.config, args)
     for key in TRAIN_KEYS:
         cfg[key] = None

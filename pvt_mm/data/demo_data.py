@@ -12,12 +12,23 @@ scenes are written in three standard layouts::
         use reduce_zero_label=True as for ADE20K)
     OUT/imagenet/{train,val}/<class>/NNNNNN.jpg       one shape per image
 
+The shapes are named ``rectangle``, ``ellipse`` and ``triangle`` unless
+``classes`` names them (three names, e.g. a user's own classes for
+docs/your_dataset.md), or ``classes='coco'``: then the COCO json lists
+COCO's 80 categories with their ids and the shapes are its first three
+(``person``, ``bicycle``, ``car``), as a subset of real COCO would be.
+``coco2017=True`` names the COCO folders and files as COCO 2017 does
+(``OUT/coco/{train2017,val2017}/``, ``instances_{train,val}2017.json``),
+so that the COCO configs read them with only ``data_root`` changed.
+
 Command line: python tools/misc/make_demo_data.py [--out data/demo] [--num-train 240]
+    [--classes NAME,NAME,NAME | --classes coco] [--coco2017]
 """
 import json
 import math
 import os
 import os.path as osp
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -66,6 +77,30 @@ def place_boxes(rng, size: int, count: int, min_side: int, max_side: int):
     return boxes
 
 
+def coco_classes() -> tuple:
+    """COCO's 80 category names in the order (and so with the ids 1..80 in
+    that order) of MMDetection's ``CocoDataset``."""
+    from mmdet.datasets import CocoDataset
+    return tuple(CocoDataset.METAINFO['classes'])
+
+
+def category_names(classes: Union[None, str, Sequence[str]]) -> tuple:
+    """The categories the COCO json lists (the shapes are the first
+    three): the shape names, three given names, or COCO's 80."""
+    if classes is None:
+        return CLASSES
+    if isinstance(classes, str):
+        if classes != 'coco':
+            raise ValueError(f"classes={classes!r}: give three names or "
+                             f"'coco'")
+        return coco_classes()
+    names = tuple(str(c) for c in classes)
+    if len(names) != len(CLASSES) or len(set(names)) != len(names):
+        raise ValueError(f'classes={names!r}: give {len(CLASSES)} different '
+                         f'names, one per shape ({", ".join(CLASSES)})')
+    return names
+
+
 def make_scene(rng, size: int, max_objects: int):
     """One image, its label map (0 unused, 1 background, 2.. classes) and
     its objects as ``(class_index, polygon)``."""
@@ -96,8 +131,10 @@ def coco_annotation(ann_id: int, image_id: int, cls: int, poly, label_map,
 
 
 def write_split(out: str, split: str, num: int, size: int, max_objects: int,
-                rng) -> None:
-    coco_dir = osp.join(out, 'coco', split)
+                rng, categories: Sequence[str] = CLASSES,
+                coco_split: Optional[str] = None) -> None:
+    coco_split = coco_split or split
+    coco_dir = osp.join(out, 'coco', coco_split)
     ade_img = osp.join(out, 'ade', 'images', SPLITS[split])
     ade_ann = osp.join(out, 'ade', 'annotations', SPLITS[split])
     coco_ann = osp.join(out, 'coco', 'annotations')
@@ -122,19 +159,19 @@ def write_split(out: str, split: str, num: int, size: int, max_objects: int,
             annotations.append(coco_annotation(
                 len(annotations) + 1, i, cls, poly, crop, cls + 2))
     categories = [dict(id=i + 1, name=c, supercategory='shape')
-                  for i, c in enumerate(CLASSES)]
+                  for i, c in enumerate(categories)]
     with open(osp.join(out, 'coco', 'annotations',
-                       f'instances_{split}.json'), 'w') as f:
+                       f'instances_{coco_split}.json'), 'w') as f:
         json.dump(dict(images=images, annotations=annotations,
                        categories=categories), f)
 
 
 def write_classification(out: str, split: str, num: int, size: int,
-                         rng) -> None:
+                         rng, names: Sequence[str] = CLASSES) -> None:
     """ImageNet-style ``split/<class>/*.jpg`` with one centred-ish shape."""
     for i in range(num):
         cls = i % len(CLASSES)
-        folder = osp.join(out, 'imagenet', split, CLASSES[cls])
+        folder = osp.join(out, 'imagenet', split, names[cls])
         os.makedirs(folder, exist_ok=True)
         img = Image.fromarray(noise_background(rng, size))
         side = rng.randint(size // 2, size - 8, size=2)
@@ -147,12 +184,19 @@ def write_classification(out: str, split: str, num: int, size: int,
 
 def make_demo_data(out: str = 'data/demo', num_train: int = 240,
                    num_val: int = 60, size: int = 128, max_objects: int = 3,
-                   cls_size: int = 64, seed: int = 0) -> str:
-    """Write the whole demo dataset under ``out`` and return ``out``."""
+                   cls_size: int = 64, seed: int = 0,
+                   classes: Union[None, str, Sequence[str]] = None,
+                   coco2017: bool = False) -> str:
+    """Write the whole demo dataset under ``out`` and return ``out``
+    (``classes`` and ``coco2017``: see the module docstring). The scenes
+    depend on ``seed`` only."""
+    categories = category_names(classes)
     rng = np.random.RandomState(seed)
     for split, num in (('train', num_train), ('val', num_val)):
-        write_split(out, split, num, size, max_objects, rng)
-        write_classification(out, split, num, cls_size, rng)
+        write_split(out, split, num, size, max_objects, rng, categories,
+                    f'{split}2017' if coco2017 else split)
+        write_classification(out, split, num, cls_size, rng,
+                             categories[:len(CLASSES)])
     return out
 
 

@@ -81,13 +81,19 @@ def load_model(config, checkpoint: Optional[str] = None,
            else load_config(config, cfg_options))
     scope = init_scope(cfg)
     init_default_scope(scope)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model_cfg = cfg.model
+    if checkpoint is None:  # random weights: no pretrained download either
+        from pvt_mm.weights.preflight import without_pretrained
+        model_cfg = without_pretrained(model_cfg)
+    model = revert_sync_batchnorm(MODELS.build(model_cfg))
     model.cfg = cfg
     model.dataset_meta = _config_metainfo(cfg)
     if checkpoint is not None:
         import pvt_mm.engine  # noqa: F401 (MMEngine files load weights_only)
         from pvt_mm.engine import load_from_local
-        ckpt = load_from_local(checkpoint, map_location='cpu')
+        from pvt_mm.weights.sources import local_file
+        ckpt = load_from_local(local_file(checkpoint, key='load_from'),
+                               map_location='cpu')
         state = ckpt.get('state_dict', ckpt)
         state = {k[7:] if k.startswith('module.') else k: v
                  for k, v in state.items()}

@@ -28,6 +28,7 @@ from mmengine.runner import CheckpointLoader
 from mmengine.utils import digit_version
 
 from pvt_mm.weights.io import load_file
+from pvt_mm.weights.sources import fetch
 
 #: Name of :class:`AtomicLocalBackend` in MMEngine's file-backend registry.
 ATOMIC_BACKEND = 'pvt_mm_atomic_local'
@@ -93,6 +94,16 @@ def load_from_local(filename: str, map_location=None) -> dict:
         'torch.serialization.add_safe_globals([...]).')
 
 
+def load_from_http(filename: str, map_location=None, **_) -> dict:
+    """MMEngine's ``http(s)://`` checkpoints (``load_from``, ``Pretrained``
+    of non-pvt_mm modules) through pvt_mm's cache: downloaded once into
+    torch hub's cache with a temporary file renamed when complete and
+    checked (:func:`pvt_mm.weights.sources.fetch`), then read like a local
+    file (``weights_only=True``). MMEngine's own loader would unpickle
+    the download with ``weights_only=False``."""
+    return load_from_local(fetch(filename, key='load_from'), map_location)
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` all-or-nothing: temporary file in the same
     directory, ``fsync``, then ``os.replace`` (atomic on POSIX and Windows)."""
@@ -147,7 +158,8 @@ def safe_checkpoints_wanted() -> bool:
 def enable_safe_checkpoints() -> None:
     """Allowlist MMEngine's checkpoint types for ``weights_only`` loading,
     route MMEngine's local checkpoint reads through :func:`load_from_local`
-    and register :class:`AtomicLocalBackend`. Idempotent; ``import
+    and its ``http(s)://`` reads through :func:`load_from_http`, and
+    register :class:`AtomicLocalBackend`. Idempotent; ``import
     pvt_mm.engine`` calls it unless ``PVT_MM_SAFE_CHECKPOINTS=0``.
 
     Needs torch >= 2.6 (``weights_only`` by default, allowlist entries
@@ -159,3 +171,5 @@ def enable_safe_checkpoints() -> None:
     torch.serialization.add_safe_globals(safe_globals())
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
                                      force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
+                                     loader=load_from_http, force=True)

@@ -10,6 +10,7 @@ import torch.distributed as torch_dist
 
 from pvt_mm.data import check_dataset_layout
 from pvt_mm.registry import HOOKS, MODELS
+from pvt_mm.weights import check_weight_sources
 
 SCOPE = 'pvt_mm.'
 SPLITS = ('train', 'val', 'test')
@@ -84,9 +85,14 @@ def setup_cpu_distributed(cfg) -> None:
 
 def prepare_config(cfg, splits: Sequence[str] = SPLITS) -> None:
     """What ``tools/train.py`` / ``tools/test.py`` run before
-    ``Runner.from_cfg(cfg)``: check registered types and the datasets of
-    ``splits`` (:func:`pvt_mm.data.check_dataset_layout`; ``('test',)``
-    for testing), then set up CPU distributed training if asked for."""
+    ``Runner.from_cfg(cfg)``: check registered types, the datasets of
+    ``splits`` (``('test',)`` for testing) on disk
+    (:func:`pvt_mm.data.check_dataset_layout`), every
+    checkpoint the run reads (:func:`pvt_mm.weights.check_weight_sources`:
+    a readable file, or a URL fetched into the cache now; the model's
+    pretrained weights only when training), then set up CPU distributed
+    training if asked for."""
     check_registered_types(cfg)
     check_dataset_layout(cfg, splits)
+    check_weight_sources(cfg, training='train' in splits)
     setup_cpu_distributed(cfg)

@@ -49,8 +49,10 @@ class PyramidBackbone(BaseModule):
             (on for CPU, off for CUDA: ``pvt_mm.execution
             .RECOMPUTE_FFN_BY_DEVICE``); the ``'reference'`` execution
             policy turns it off whatever this says.
-        init_cfg: e.g. ``dict(type='Pretrained', checkpoint=PATH)``; any
-            supported checkpoint layout is converted on load.
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``
+            (a URL is downloaded once into torch hub's cache; an optional
+            ``sha256=`` is checked); any supported checkpoint layout is
+            converted on load.
 
     Output contract: ``forward`` returns a tuple with one NCHW map per
     ``out_indices`` entry (``out_type='featmap'``), or a 1-tuple with a
@@ -247,11 +249,15 @@ class PyramidBackbone(BaseModule):
     def init_weights(self) -> None:
         from pvt_mm.weights import load_pretrained
         cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+        # MMDetection's PVT and Swin configs write dict(checkpoint=URL)
+        # without a type; it means Pretrained there, and so it does here.
+        if isinstance(cfg, dict) and (cfg.get('type') == 'Pretrained' or (
+                'type' not in cfg and 'checkpoint' in cfg)):
             checks.check_pretrained_cfg(cfg)
             official_init(self)  # modules the checkpoint does not hold
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            allow_partial=cfg.get('allow_partial', False))
+                            allow_partial=cfg.get('allow_partial', False),
+                            sha256=cfg.get('sha256'))
             self._is_init = True
             return
         official_init(self)

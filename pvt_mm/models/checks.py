@@ -169,8 +169,8 @@ def check_input_once(model, x: torch.Tensor) -> None:
 def check_pretrained_cfg(cfg: dict) -> None:
     """``init_cfg=dict(type='Pretrained', ...)`` with what it can take."""
     unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'allow_partial',
-                          'map_location'}
+                          'map_location', 'sha256'}
     if unknown or 'checkpoint' not in cfg:
         raise ValueError(
-            f"init_cfg=dict(type='Pretrained', ...) takes checkpoint, prefix "
-            f'and allow_partial; got {sorted(cfg)}')
+            f"init_cfg=dict(type='Pretrained', ...) takes checkpoint (a file "
+            f'or a URL), prefix, allow_partial and sha256; got {sorted(cfg)}')

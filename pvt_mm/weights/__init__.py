@@ -2,8 +2,12 @@
 layouts of each family, and strict loading.
 
 - :mod:`pvt_mm.weights.io`: ``load_file`` (``weights_only=True``, with an
-  error that says why torch refused a file and how to re-save it) and
-  :class:`CheckpointError`;
+  error that says why torch refused a file and how to re-save it;
+  safetensors too) and :class:`CheckpointError`;
+- :mod:`pvt_mm.weights.sources`: local files and URLs (downloaded once
+  into torch hub's cache, checked, optionally against a ``sha256``);
+- :mod:`pvt_mm.weights.preflight`: every checkpoint a config names,
+  checked (and fetched) before a run builds anything;
 - :mod:`pvt_mm.weights.formats`: one module per family with its layouts
   (official, timm, HF transformers, mmdet, ours), each a detector and a
   converter to our keys;
@@ -16,11 +20,16 @@ The models (:mod:`pvt_mm.models`), MMEngine integration
 lived before, still give the same names.
 """
 from .formats import FAMILY_FORMATS, CheckpointFormat, StateDict
-from .io import TRUST_PICKLE_HINT, CheckpointError, load_file
+from .io import (TRUST_PICKLE_HINT, CheckpointError, CorruptCheckpointError,
+                 load_file)
 from .load import (convert_state_dict, detect_format, find_state_dict,
-                   load_pretrained, unwrap)
+                   load_pretrained, read_checkpoint, unwrap)
+from .preflight import check_weight_sources, weight_sources
+from .sources import CheckpointDownloadError, cache_dir, cache_path, fetch
 
-__all__ = ['CheckpointError', 'CheckpointFormat', 'FAMILY_FORMATS',
-           'StateDict', 'TRUST_PICKLE_HINT', 'convert_state_dict',
-           'detect_format', 'find_state_dict', 'load_file', 'load_pretrained',
-           'unwrap']
+__all__ = ['CheckpointDownloadError', 'CheckpointError', 'CheckpointFormat',
+           'CorruptCheckpointError', 'FAMILY_FORMATS', 'StateDict',
+           'TRUST_PICKLE_HINT', 'cache_dir', 'cache_path',
+           'check_weight_sources', 'convert_state_dict', 'detect_format',
+           'fetch', 'find_state_dict', 'load_file', 'load_pretrained',
+           'read_checkpoint', 'unwrap', 'weight_sources']

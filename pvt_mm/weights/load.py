@@ -8,6 +8,7 @@ model's family's (exactly one must match), converts it and loads it,
 failing with the file name and the offending keys unless every backbone
 weight was matched.
 """
+import os
 import re
 from collections import OrderedDict
 from typing import Optional, Sequence, Tuple
@@ -16,7 +17,8 @@ import torch
 from mmengine.logging import print_log
 
 from .formats import FAMILY_FORMATS, CheckpointFormat, StateDict
-from .io import CheckpointError, load_file
+from .io import CheckpointError, CorruptCheckpointError, load_file
+from .sources import is_remote, local_file, resolve_url
 
 _WRAPPERS = ('state_dict', 'model', 'module', 'model_state', 'params')
 _PREFIXES = ('module.', 'backbone.', 'pvt.', 'pvt_v2.', 'cvt.', 'model.')
@@ -111,15 +113,41 @@ def convert_state_dict(sd: StateDict, family: Optional[str] = None,
                                    for own in candidates.values() for f in own))
 
 
+def read_checkpoint(source: str, sha256: Optional[str] = None,
+                    key: str = 'model.backbone.init_cfg.checkpoint'):
+    """The object a checkpoint source holds: a local file, or a URL's
+    cached copy (downloaded once; checked against ``sha256`` when given),
+    read with ``weights_only=True``; a cached copy torch cannot read is
+    removed, so the next run downloads it anew. Schemes that name no URL
+    (``pavi://``, ``s3://``, ...) are read by MMEngine's
+    ``CheckpointLoader``. ``key`` is the config setting error messages
+    tell the user to override."""
+    if is_remote(source) and resolve_url(source) is None:
+        from mmengine.runner import CheckpointLoader
+        return CheckpointLoader.load_checkpoint(source, map_location='cpu')
+    path = local_file(source, sha256, key)
+    try:
+        return load_file(path)
+    except CorruptCheckpointError as e:
+        if not is_remote(source):
+            raise
+        os.remove(path)
+        raise CorruptCheckpointError(
+            f'{source}: its cached copy {path} cannot be read and was '
+            f'removed; run again to download it anew ({e})') from e
+
+
 def load_pretrained(model, path: str, prefix: Optional[str] = None,
-                    allow_partial: bool = False) -> dict:
-    """Load ``path`` into ``model`` strictly; return a report dict.
+                    allow_partial: bool = False,
+                    sha256: Optional[str] = None) -> dict:
+    """Load ``path`` (a local file or a URL, see :func:`read_checkpoint`)
+    into ``model`` strictly; return a report dict.
 
     Missing backbone weights, shape mismatches and unexpected keys raise a
     :class:`CheckpointError` naming them, unless ``allow_partial``; keys of
     the classification head / class token are listed as leftovers only.
     """
-    sd = unwrap(load_file(path), prefix)
+    sd = unwrap(read_checkpoint(path, sha256), prefix)
     if not sd:
         raise CheckpointError(f'{path}: no tensors found'
                               + (f' under prefix {prefix!r}' if prefix else ''))

@@ -34,6 +34,26 @@ def test_every_config_is_listed_once_with_its_family():
             assert meta['Results Source'], name
 
 
+@pytest.mark.usefixtures('fast_config_parsing')
+def test_pretrained_weights_are_the_configs():
+    """Each metafile entry's ``Pretrained Weights`` is the URL its config
+    loads (the official release's, or the Hugging Face hub's for CvT), and
+    only the ImageNet configs, trained from scratch, have none."""
+    from pvt_mm.engine.runner import load_config
+    from pvt_mm.weights.preflight import weight_sources
+    for name, model in model_index.read_index(INDEX).items():
+        cfg = load_config(osp.join(REPO_ROOT, model['Config']))
+        sources = [s.source for s in weight_sources(cfg)]
+        listed = model['Metadata'].get('Pretrained Weights')
+        if name.startswith('cls_'):
+            assert sources == [] and listed is None, name
+        else:
+            assert sources == [listed], name
+            assert listed.startswith((
+                'https://github.com/whai362/PVT/releases/download/v2/',
+                'https://huggingface.co/microsoft/cvt-')), name
+
+
 def test_installed_index_is_the_checkouts():
     assert osp.samefile(model_index.index_file(), INDEX)
     assert model_index.models() == model_index.read_index(INDEX)

@@ -3,6 +3,7 @@ demo configs (``configs/demo/``) and the end-to-end tests
 (:mod:`pvt_mm.data.demo_data` describes the layouts).
 
 Usage: python tools/misc/make_demo_data.py [--out data/demo] [--num-train 240]
+           [--classes NAME,NAME,NAME | --classes coco] [--coco2017]
 """
 import argparse
 
@@ -18,13 +19,28 @@ def parse_args(argv=None):
     parser.add_argument('--size', type=int, default=128,
                         help='side of the detection/segmentation images')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--classes', help='names of the three shape classes, comma-separated '
+        '(default: rectangle,ellipse,triangle), or "coco": the json lists '
+        'COCO\'s 80 categories and the shapes are the first three')
+    parser.add_argument(
+        '--coco2017', action='store_true', help='name the COCO folders and '
+        'annotation files as COCO 2017 (train2017/, '
+        'instances_train2017.json, ...), for the COCO configs as they are')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    make_demo_data(args.out, args.num_train, args.num_val, args.size,
-                   seed=args.seed)
+    classes = args.classes
+    if classes and classes != 'coco':
+        classes = [c.strip() for c in classes.split(',')]
+    try:
+        make_demo_data(args.out, args.num_train, args.num_val, args.size,
+                       seed=args.seed, classes=classes,
+                       coco2017=args.coco2017)
+    except ValueError as e:
+        raise SystemExit(f'--classes: {e}')
     print(f'demo data written to {args.out}')
 
 

@@ -24,10 +24,11 @@ def parse_args(argv=None):
                         'pvt_v2_b0, pvt_v2_b2_li, pvt_v1_small, cvt_13')
     parser.add_argument('-o', '--out', help='where to write the config')
     weights = parser.add_mutually_exclusive_group()
-    weights.add_argument('--pretrained', default='default', metavar='PATH',
-                         help='ImageNet checkpoint (default: the path the '
-                         'backbone base expects, e.g. '
-                         'checkpoints/pvt_v2_b0.pth)')
+    weights.add_argument('--pretrained', default='default',
+                         metavar='PATH_OR_URL',
+                         help='ImageNet checkpoint (default: the backbone '
+                         'base\'s official download URL, fetched once into '
+                         'torch hub\'s cache)')
     weights.add_argument('--from-scratch', action='store_true',
                          help='no pretrained weights (init_cfg=None)')
     return parser.parse_args(argv)

@@ -64,11 +64,24 @@ def config_cell(model: dict, link_root: str) -> str:
     return f'{cell} ({note})' if note else cell
 
 
+def weights_cell(model: dict) -> str:
+    """The backbone's pretrained weights (the metafile's ``Pretrained
+    Weights``) as a link named after the file, or the Hugging Face
+    repository it is in; 'from scratch' without."""
+    url = (model.get('Metadata') or {}).get('Pretrained Weights')
+    if not url:
+        return 'from scratch'
+    parts = url.split('/')
+    name = ('/'.join(parts[3:5]) if 'huggingface.co' in url
+            else parts[-1])
+    return f'[{name}]({url})'
+
+
 def table(models: List[dict], link_root: str, with_source: bool) -> str:
-    """``| config | paper |``; with the source: ``| config | metric | paper
-    | source |``."""
-    head = ('| config | metric | paper | source |' if with_source
-            else '| config | paper |')
+    """``| config | paper | pretrained backbone |``; with the source:
+    ``| config | metric | paper | source | pretrained backbone |``."""
+    head = ('| config | metric | paper | source | pretrained backbone |'
+            if with_source else '| config | paper | pretrained backbone |')
     lines = [head, '|---' * head.count(' |') + '|']
     for m in models:
         cells = [config_cell(m, link_root), paper_cell(m)]
@@ -76,7 +89,7 @@ def table(models: List[dict], link_root: str, with_source: bool) -> str:
             metrics = [k for r in m.get('Results') or [] for k in r['Metrics']]
             source = (m.get('Metadata') or {}).get('Results Source', '-')
             cells = [cells[0], ' / '.join(metrics) or '-', cells[1], source]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+        lines.append('| ' + ' | '.join(cells + [weights_cell(m)]) + ' |')
     return '\n'.join(lines) + '\n'
 
 

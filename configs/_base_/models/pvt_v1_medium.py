@@ -1,8 +1,10 @@
 # PVT-Medium backbone: the arch and its ImageNet weights; the rest is
-# families/pvt_v1.py. Download the weights to `pretrained`:
-#   https://github.com/whai362/PVT/releases/download/v2/pvt_medium.pth
+# families/pvt_v1.py. `pretrained`: the official release (whai362/PVT), as
+# MMDetection's PVT configs load them (downloaded once into torch hub's cache;
+# a local file: --cfg-options model.backbone.init_cfg.checkpoint=PATH,
+# docs/get_started.md).
 _base_ = './families/pvt_v1.py'
 
-pretrained = 'checkpoints/pvt_v1_medium.pth'
+pretrained = 'https://github.com/whai362/PVT/releases/download/v2/pvt_medium.pth'
 backbone = dict(arch='medium', init_cfg=dict(checkpoint=pretrained))
 cls_backbone = dict(arch='medium', drop_path_rate=0.3)

@@ -1,9 +1,11 @@
 # PVTv2-B0 backbone: the arch and its ImageNet weights; the rest is
-# families/pvt_v2.py. Download the weights to `pretrained`:
-#   https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth
+# families/pvt_v2.py. `pretrained`: the official release (whai362/PVT), as
+# MMDetection's PVT configs load them (downloaded once into torch hub's cache;
+# a local file: --cfg-options model.backbone.init_cfg.checkpoint=PATH,
+# docs/get_started.md).
 _base_ = './families/pvt_v2.py'
 
-pretrained = 'checkpoints/pvt_v2_b0.pth'
+pretrained = 'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'
 backbone = dict(arch='b0', init_cfg=dict(checkpoint=pretrained))
 backbone_channels = [32, 64, 160, 256]
 cls_backbone = dict(arch='b0')

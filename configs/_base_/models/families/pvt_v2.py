@@ -1,9 +1,11 @@
 # What every PVTv2 backbone base shares (../pvt_v2_*.py set the arch and
 # its checkpoint; inherit those, not this template).
 #
-# `pretrained` (set per arch) is THE place to point at ImageNet weights: a
-# local file, any supported layout converted on load (docs/backbones.md).
-# Override per run: --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# `pretrained` (set per arch) is THE place to point at ImageNet weights:
+# the official download URL (fetched once into torch hub's cache, checked
+# before the run builds anything) or a local file, any supported layout
+# converted on load (docs/backbones.md). Override per run:
+# --cfg-options model.backbone.init_cfg.checkpoint=PATH_OR_URL
 # (`model.backbone.init_cfg=None` trains from scratch).
 _base_ = '../../pvt_mm.py'
 
