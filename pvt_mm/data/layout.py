@@ -62,20 +62,20 @@ def retarget_data_root(cfg, old_root: str, new_root: str) -> None:
     cfg.data_root = new_root
 
 
-def _datasets(node, path: str) -> Iterator[Tuple[str, dict]]:
+def leaf_datasets(node, path: str) -> Iterator[Tuple[str, dict]]:
     """Leaf dataset dicts of a dataloader, looking inside wrappers."""
     if not isinstance(node, dict):
         return
     if isinstance(node.get('dataset'), dict):
-        yield from _datasets(node['dataset'], f'{path}.dataset')
+        yield from leaf_datasets(node['dataset'], f'{path}.dataset')
     elif node.get('datasets'):
         for i, sub in enumerate(node['datasets']):
-            yield from _datasets(sub, f'{path}.datasets[{i}]')
+            yield from leaf_datasets(sub, f'{path}.datasets[{i}]')
     else:
         yield path, node
 
 
-def _kind(ds: dict) -> str:
+def dataset_kind(ds: dict) -> str:
     name = str(ds.get('type', ''))
     if 'Coco' in name or 'coco' in str(ds.get('ann_file', '')).lower():
         return 'coco'
@@ -87,11 +87,11 @@ def _kind(ds: dict) -> str:
     return 'other'
 
 
-def _join(root: str, path: str) -> str:
+def join_root(root: str, path: str) -> str:
     return path if osp.isabs(path) or not root else osp.join(root, path)
 
 
-def _prefixes(ds: dict) -> dict:
+def data_prefixes(ds: dict) -> dict:
     prefix = ds.get('data_prefix') or {}
     return dict(prefix) if isinstance(prefix, dict) else {'': prefix}
 
@@ -100,23 +100,24 @@ def _expected(kind: str, ds: dict) -> List[str]:
     """The layout a dataset dict expects, as lines of paths."""
     root = ds.get('data_root') or ''
     ann = ds.get('ann_file') or ''
-    pre = _prefixes(ds)
+    pre = data_prefixes(ds)
     if kind == 'coco':
-        return [_join(root, ann) + '   (COCO json: images, annotations, '
-                'categories)', _join(root, pre.get('img', '')) + '*.jpg']
+        return [join_root(root, ann) + '   (COCO json: images, annotations, '
+                'categories)', join_root(root, pre.get('img', '')) + '*.jpg']
     if kind == 'seg':
         suffix = ds.get('seg_map_suffix', '.png')
-        return [osp.join(_join(root, pre.get('img_path', '')), '*' +
+        return [osp.join(join_root(root, pre.get('img_path', '')), '*' +
                          ds.get('img_suffix', '.jpg')),
-                osp.join(_join(root, pre.get('seg_map_path', '')), '*' +
+                osp.join(join_root(root, pre.get('seg_map_path', '')), '*' +
                          suffix) + '   (label maps, same names)']
     if kind == 'folders':
         folder = pre.get('') or ds.get('split') or ''
-        lines = [osp.join(_join(root, folder), '<class>', '*.JPEG')]
+        lines = [osp.join(join_root(root, folder), '<class>', '*.JPEG')]
         if ann:
-            lines.append(_join(root, ann) + '   (lines: <image> <label>)')
+            lines.append(join_root(root, ann) + '   (lines: <image> <label>)')
         return lines
-    return [_join(root, p) for p in list(pre.values()) + [ann] if p] or [root]
+    return [join_root(root, p)
+            for p in list(pre.values()) + [ann] if p] or [root]
 
 
 def _problem(kind: str, ds: dict) -> str:
@@ -126,23 +127,24 @@ def _problem(kind: str, ds: dict) -> str:
         return f'data_root={root!r} is not a directory'
     ann = ds.get('ann_file') or ''
     if ann:
-        full = _join(root, ann)
+        full = join_root(root, ann)
         if not osp.isfile(full):
             return f'ann_file={ann!r}: annotation file {full} does not exist'
         if kind == 'coco':
             problem = _coco_problem(full)
             if problem:
                 return problem
-    for key, sub in _prefixes(ds).items():
+    for key, sub in data_prefixes(ds).items():
         if not sub:
             continue
-        full = _join(root, sub)
+        full = join_root(root, sub)
         if not osp.isdir(full):
             return f'folder {full} does not exist'
         if not os.listdir(full):
             return f'folder {full} is empty'
     if kind == 'folders' and not ann:
-        folder = _join(root, _prefixes(ds).get('') or ds.get('split') or '')
+        folder = join_root(root, data_prefixes(ds).get('')
+                           or ds.get('split') or '')
         if not osp.isdir(folder):
             return f'folder {folder} does not exist'
         if not any(osp.isdir(osp.join(folder, d)) for d in os.listdir(folder)):
@@ -173,20 +175,27 @@ def _coco_problem(path: str) -> str:
     return ''
 
 
+def local_datasets(cfg, split: str) -> Iterator[Tuple[str, dict]]:
+    """``(key, dataset dict)`` of every leaf dataset of the ``split``
+    dataloader stored on the local disk (remote storage: nothing to check
+    locally)."""
+    loader = cfg.get(f'{split}_dataloader')
+    if not isinstance(loader, dict):
+        return
+    for key, ds in leaf_datasets(loader.get('dataset'),
+                                 f'{split}_dataloader.dataset'):
+        backend = ds.get('backend_args') or {}
+        if backend.get('backend', 'local') == 'local':
+            yield key, ds
+
+
 def check_dataset_layout(cfg, splits: Iterable[str]) -> None:
     """Raise :class:`DatasetLayoutError` if a dataset of the given
     dataloaders (``'train'``, ``'val'``, ``'test'``) or its evaluator's
     annotation file is missing or malformed."""
     for split in splits:
-        loader = cfg.get(f'{split}_dataloader')
-        if not isinstance(loader, dict):
-            continue
-        for path, ds in _datasets(loader.get('dataset'),
-                                  f'{split}_dataloader.dataset'):
-            backend = ds.get('backend_args') or {}
-            if backend.get('backend', 'local') != 'local':
-                continue  # remote storage: nothing to check locally
-            kind = _kind(ds)
+        for path, ds in local_datasets(cfg, split):
+            kind = dataset_kind(ds)
             problem = _problem(kind, ds)
             if problem:
                 layout = '\n'.join(f'  {line}' for line in _expected(kind, ds))

@@ -7,8 +7,9 @@ from typing import Iterator, Sequence, Tuple
 
 import torch
 import torch.distributed as torch_dist
+from mmengine.logging import print_log
 
-from pvt_mm.data import check_dataset_layout
+from pvt_mm.data import check_dataset_contents, check_dataset_layout
 from pvt_mm.registry import HOOKS, MODELS
 from pvt_mm.weights import check_weight_sources
 
@@ -86,13 +87,17 @@ def setup_cpu_distributed(cfg) -> None:
 def prepare_config(cfg, splits: Sequence[str] = SPLITS) -> None:
     """What ``tools/train.py`` / ``tools/test.py`` run before
     ``Runner.from_cfg(cfg)``: check registered types, the datasets of
-    ``splits`` (``('test',)`` for testing) on disk
-    (:func:`pvt_mm.data.check_dataset_layout`), every
+    ``splits`` (``('test',)`` for testing) on disk and their contents
+    against the config (:func:`pvt_mm.data.check_dataset_layout`,
+    :func:`pvt_mm.data.check_dataset_contents`: classes, ``num_classes``,
+    images left after filtering, missing images, label values), every
     checkpoint the run reads (:func:`pvt_mm.weights.check_weight_sources`:
     a readable file, or a URL fetched into the cache now; the model's
     pretrained weights only when training), then set up CPU distributed
     training if asked for."""
     check_registered_types(cfg)
     check_dataset_layout(cfg, splits)
+    for note in check_dataset_contents(cfg, splits):
+        print_log(note, logger='current')
     check_weight_sources(cfg, training='train' in splits)
     setup_cpu_distributed(cfg)
