@@ -69,6 +69,9 @@ setup(
         # with `pip install --no-deps pvt_mm`, as install_requires has torch
         # (docs/deployment.md)
         'runtime': ['numpy', 'onnxruntime', 'opencv-python-headless'],
+        # the same with OpenVINO (fp32, and bf16 on CPUs that have it) as
+        # the backend; ONNX Runtime stays usable with --backend onnxruntime
+        'runtime-openvino': ['numpy', 'openvino', 'opencv-python-headless'],
         'tests': requirements('tests'),
     },
     zip_safe=False,

@@ -4,6 +4,7 @@
     python tools/test.py CONFIG https://.../CKPT.pth  # fetched once (cached)
     python tools/test.py CONFIG CKPT --cfg-options data_root=/data/coco/
     python tools/test.py CONFIG CKPT --tta     # multi-scale + flip test
+    python tools/test.py CONFIG CKPT --amp     # fp16 on a GPU, bf16 on a CPU that has it
     bash tools/dist_test.sh CONFIG CKPT 8
 
 Prints the metrics and writes them, with the config and checkpoint, to
@@ -37,6 +38,11 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true', help='test-time '
                         'augmentation: the config\'s tta_pipeline and '
                         'tta_model (e.g. multi-scale + flip)')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed precision: fp16 autocast '
+        'on a GPU (MMEngine\'s TestLoop fp16); on a CPU with native bf16 '
+        'the network in bf16 and the post-processing in fp32 '
+        '(pvt_mm/engine/cpu_bf16.py)')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -68,8 +74,26 @@ def main(argv=None):
                               else [evaluator]) + [dump]
     if args.tta:
         use_test_time_aug(cfg)
+    cpu_bf16 = False
+    if args.amp:
+        import torch
+        if torch.cuda.is_available():
+            cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+        else:
+            from pvt_mm.runtime.backends import cpu_has_bf16
+            if not cpu_has_bf16():
+                raise SystemExit(
+                    '--amp without a GPU runs the network in bf16, and this '
+                    'CPU has no native bf16 (neither AVX512-BF16 nor AMX); '
+                    'drop --amp to test in fp32')
+            cpu_bf16 = True
     prepare(cfg, splits=('test', ))
     runner = build_runner(cfg)
+    if cpu_bf16:
+        from pvt_mm.engine.cpu_bf16 import enable_cpu_bf16
+        parts = enable_cpu_bf16(runner.model)
+        print(f'--amp on the CPU: bf16 autocast for {", ".join(parts)}; '
+              f'post-processing in fp32')
     metrics = runner.test()
     if not metrics:
         print('WARNING: the evaluator returned no metrics (for detection: '

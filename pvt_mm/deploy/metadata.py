@@ -34,6 +34,9 @@ def common_metadata(model: nn.Module, kind: str, min_size: int,
         'config': osp.basename(cfg.filename or ''),
         'model_sha256': fingerprint,
         'kind': kind,
+        # the model family (its class: RetinaNet, MaskRCNN, EncoderDecoder,
+        # ...), which the runtime's precision='auto' looks up
+        'architecture': type(model).__name__,
         'min_size': str(min_size),
         'export_shape': f'{int(shape[0])}x{int(shape[-1])}',
         'dataset_meta': json.dumps(_json_safe(

@@ -1,5 +1,9 @@
 """``python -m pvt_mm.runtime FILE IMAGES... --out-dir DIR`` (:mod:`.cli`)."""
-from .cli import main
+import sys
+
+from .cli import cli
 
 if __name__ == '__main__':
-    main()
+    code = cli()
+    if code:  # 1: images skipped, 2: an error; 0 returns (runpy callers go on)
+        sys.exit(code)

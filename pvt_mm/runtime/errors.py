@@ -8,6 +8,7 @@ import importlib
 DEPENDENCIES = {
     'cv2': ('reads and resizes images with OpenCV', 'opencv-python-headless'),
     'onnxruntime': ('runs the file with ONNX Runtime', 'onnxruntime'),
+    'openvino': ('runs the file with OpenVINO', 'openvino'),
 }
 
 
@@ -18,9 +19,10 @@ def require(module: str):
         return importlib.import_module(module)
     except ImportError as e:
         purpose, package = DEPENDENCIES[module]
+        extra = 'runtime-openvino' if module == 'openvino' else 'runtime'
         raise ImportError(
             f'pvt_mm.runtime {purpose}, which is not importable here ({e}): '
-            f'pip install {package} (or pvt_mm[runtime])') from e
+            f'pip install {package} (or pvt_mm[{extra}])') from e
 
 
 class RuntimeInputError(ValueError):

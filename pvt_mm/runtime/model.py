@@ -1,4 +1,5 @@
-"""An end-to-end file run by ONNX Runtime: images in, results out.
+"""An end-to-end file run by ONNX Runtime or OpenVINO: images in, results
+out.
 
 :class:`End2EndModel` reads the file's ``pvt_mm.*`` metadata, refuses a
 file that is not an end-to-end export (:class:`NotEnd2EndError`) or, when
@@ -8,7 +9,8 @@ it (an ``H x W x 3`` ``uint8`` BGR array), resizes it as the test
 pipeline's ``Resize`` recorded in the metadata does, checks it is large
 enough for the backbone (:class:`ImageTooSmallError`) and feeds ``image``
 and ``ori_shape``; the graph does the rest (pvt_mm.deploy.end2end's
-contract). Imports numpy, onnxruntime and OpenCV only.
+contract). Which runtime and precision run it: :mod:`.backends`. Imports
+numpy, OpenCV and the chosen runtime (onnxruntime or openvino) only.
 """
 import json
 import os
@@ -17,6 +19,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .backends import (Choice, OpenVINOSession, choose, cpu_has_bf16,
+                       openvino_installed)
 from .errors import (ConfigMismatchError, ImageTooSmallError, NotEnd2EndError,
                      require)
 from .image import load_image, rescale_size, resize_image
@@ -77,8 +81,46 @@ def is_end2end(path_or_session) -> bool:
     return read_metadata(session).get('end2end') == '1'
 
 
+class NetworkOnlyError(NotEnd2EndError):
+    """A pvt_mm export whose graph ends before the post-processing
+    (``--no-end2end``): tools/misc/infer.py runs it with PyTorch."""
+
+
+def _family(path: str) -> Optional[str]:
+    """The exported model's class (``pvt_mm.architecture``), read with
+    OpenVINO, for :func:`~pvt_mm.runtime.backends.choose`."""
+    from .backends import onnx_metadata
+    ov = require('openvino')
+    try:
+        model = ov.Core().read_model(path)
+    except Exception as e:  # OpenVINO's own exception types
+        raise NotEnd2EndError(
+            f'{path} is not an ONNX model OpenVINO {ov.__version__} can '
+            f'read ({type(e).__name__}: {str(e).strip()[:300]}); '
+            f'{EXPORT_HINT}') from e
+    return onnx_metadata(model).get(META_PREFIX + 'architecture')
+
+
+def open_backend(path: str, backend: str = 'auto', precision: str = 'auto',
+                 providers=None, num_threads: Optional[int] = None):
+    """``(session, choice)``: ``path`` opened by the backend and at the
+    precision :func:`~pvt_mm.runtime.backends.choose` picks (ONNX Runtime
+    ``providers`` other than the CPU's mean ONNX Runtime fp32)."""
+    device = 'cuda' if any('CUDA' in str(p) for p in providers or []) \
+        else 'cpu'
+    family = None
+    if (precision == 'auto' and backend in ('auto', 'openvino')
+            and device == 'cpu' and cpu_has_bf16()):
+        if openvino_installed():
+            family = _family(path)
+    choice = choose(backend, precision, family, device)
+    if choice.backend == 'openvino':
+        return OpenVINOSession(path, choice.precision, num_threads), choice
+    return _session(path, providers, num_threads), choice
+
+
 class End2EndModel:
-    """A pvt_mm end-to-end ONNX file, run by ONNX Runtime.
+    """A pvt_mm end-to-end ONNX file, run by ONNX Runtime or OpenVINO.
 
     Args:
         path: the file ``tools/deployment/pytorch2onnx.py`` wrote.
@@ -90,9 +132,16 @@ class End2EndModel:
         providers: ONNX Runtime execution providers (default: CPU).
         num_threads: ONNX Runtime's intra-op threads (default: its own).
         session: an ONNX Runtime session of ``path`` already made (then
-            ``providers`` and ``num_threads`` are not used).
+            ``providers``, ``num_threads``, ``backend`` and ``precision``
+            are not used).
+        backend: ``'auto'`` (OpenVINO where installed, else ONNX Runtime),
+            ``'onnxruntime'`` or ``'openvino'``.
+        precision: ``'auto'`` (bf16 only with OpenVINO, on a bf16 CPU, for
+            a model family measured within 0.5 points of fp32), ``'fp32'``
+            or ``'bf16'`` (:mod:`pvt_mm.runtime.backends`).
 
-    Attributes: ``kind`` (``'segmentor'``, ``'single_stage'``,
+    Attributes: ``choice`` (what runs: backend, precision, why),
+    ``kind`` (``'segmentor'``, ``'single_stage'``,
     ``'two_stage'``), ``task`` (``'segmentation'`` / ``'detection'``),
     ``outputs``, ``input_spec`` (dtype, resize, min_size), ``classes``,
     ``palette``, ``meta`` (all ``pvt_mm.*`` metadata).
@@ -100,19 +149,28 @@ class End2EndModel:
 
     def __init__(self, path: str, fingerprint: Optional[str] = None,
                  config: Optional[str] = None, providers=None,
-                 num_threads: Optional[int] = None, session=None):
+                 num_threads: Optional[int] = None, session=None,
+                 backend: str = 'auto', precision: str = 'auto'):
         path = os.fspath(path)
         if not osp.isfile(path):
             raise FileNotFoundError(f'ONNX file {path!r} does not exist')
         self.path = path
-        self.session = session or _session(path, providers, num_threads)
+        if session is None:
+            session, self.choice = open_backend(path, backend, precision,
+                                                providers, num_threads)
+        elif isinstance(session, OpenVINOSession):
+            self.choice = Choice('openvino', session.precision,
+                                 'session given')
+        else:
+            self.choice = Choice('onnxruntime', 'fp32', 'session given')
+        self.session = session
         self.meta = meta = read_metadata(self.session)
         if not meta:
             raise NotEnd2EndError(
                 f'{path} was not written by pvt_mm\'s exporter (it has no '
                 f'pvt_mm.* metadata); {EXPORT_HINT}')
         if meta.get('end2end') != '1':
-            raise NotEnd2EndError(
+            raise NetworkOnlyError(
                 f'{path} is a network-only pvt_mm export (from config '
                 f'{meta.get("config")!r}): its graph ends before the '
                 f'post-processing, which runs in PyTorch, so the torch-free '
@@ -285,5 +343,4 @@ def load(path: str, **kwargs) -> End2EndModel:
 
 
 __all__ = ['End2EndModel', 'load', 'read_metadata', 'is_end2end',
-           'open_session',
-           'META_PREFIX']
+           'open_backend', 'open_session', 'META_PREFIX', 'NetworkOnlyError']

@@ -80,6 +80,47 @@ def test_differences_fail():
         _verify_detections(e, masked, '', 'f', 100)
 
 
+def test_pairing_is_maximal_whatever_the_order():
+    """Near-equal boxes of one label and score (confident scores saturate
+    at 1.0): a first-fit pairing gives the first detection the partner the
+    second one needed, and both stay unpaired; the pairing is a maximum
+    matching instead. A box really moved stays unpaired (control)."""
+    from pvt_mm.deploy.end2end.export import _match_detections
+    tol = {'scores': 1e-4, 'dets': 1.0}
+
+    def dets(*boxes):
+        n = len(boxes)
+        return dict(num_dets=n, labels=np.zeros(n, np.int64),
+                    scores=np.ones(n, np.float32),
+                    dets=np.array(boxes, np.float32))
+    expected = dets([0, 0, 10, 10], [1.5, 0, 11.5, 10])
+    got = dets([0.8, 0, 10.8, 10], [-0.5, 0, 9.5, 10])
+    # first fit: expected 0 takes got 0, and expected 1 fits only got 0
+    pairs, tied, unexplained, _ = _match_detections(expected, got, tol)
+    assert pairs == [(0, 1), (1, 0)] and (tied, unexplained) == (0, 0)
+    got['dets'][1] += 5.
+    pairs, tied, unexplained, _ = _match_detections(expected, got, tol)
+    assert len(pairs) == 1 and tied + unexplained == 2
+
+
+def test_ties_at_a_full_cut(recwarn):
+    """A confident model saturates scores: when both sides keep
+    max_per_img detections and the last ones share the lowest kept score,
+    each side keeps its own members of that tie. They pass (with a warning
+    that says how many were compared); boxes above the cut that move
+    still fail (more than the two swaps the tie budget allows)."""
+    e = detections(n=10, k=10)
+    e['scores'][0, 4:] = 0.5  # six tie at the cut (10 of 10 kept)
+    e['labels'][0, 4:] = 1
+    g = {k: v.copy() for k, v in e.items()}
+    g['dets'][0, 4:] += 30.  # other members of the tie
+    _verify_detections(e, g, '', 'f', 100)
+    assert 'tie at the max_per_img cut' in str(recwarn.pop().message)
+    g['dets'][0, :3] += 5.  # above the cut: a real difference
+    with pytest.raises(ExportError, match='have no twin'):
+        _verify_detections(e, g, '', 'f', 100)
+
+
 def pipeline_config(*steps):
     from mmengine.config import Config
     return Config(dict(test_dataloader=dict(dataset=dict(

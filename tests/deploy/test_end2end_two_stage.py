@@ -693,3 +693,21 @@ def test_faster_rcnn_end2end_matches_predict(tmp_path):
             assert len(ref[i]) > 10
             assert_same_detections(ref[i], Dets(out, i), max(ori), 0.5,
                                    model.test_cfg.rcnn.max_per_img)
+
+
+def test_export_check_of_saturated_scores(tmp_path):
+    """Mask R-CNN whose class scores saturate (fc_cls weights x50: every
+    kept score is 1.0, as a confident trained model's can be): each side
+    keeps its own members of the tie at the max_per_img cut. The
+    exporter's check passes it, saying how many detections it could
+    compare; a greedy first-fit pairing with the old tie budget refused
+    it (unpaired: 388 of 200 per side)."""
+    from pvt_mm.deploy.end2end.export import export_end2end
+    model = tiny_two_stage('mask_rcnn_pvt_v2_b0_demo.py', 'pvtv2')
+    with torch.no_grad():
+        model.roi_head.bbox_head.fc_cls.weight *= 50
+        model.roi_head.bbox_head.fc_cls.bias *= 50
+    with pytest.warns(UserWarning, match='tie at the max_per_img cut'):
+        export_end2end(model, str(tmp_path / 'saturated.onnx'),
+                       shape=EXPORT_SHAPE)
+

@@ -220,7 +220,7 @@ RUN_SEG = '''
     # a config the file was not exported from (the demo config: its
     # mmseg:: bases resolve without torch too)
     sys.argv = ['infer.py', OTHER_CONFIG, '--onnx', ONNX, IMAGES[0],
-                '--out-dir', OUT + '/other']
+                '--out-dir', OUT + '/other', '--debug']
     try:
         runpy.run_path(INFER, run_name='__main__')
     except ValueError as e:
@@ -260,7 +260,11 @@ def test_segmentation_without_torch(seg, images, tmp_path):
             stem = osp.splitext(name)[0]
             p = preds[stem + '.json']
             assert set(p) == {'image', 'classes', 'pixels_per_class',
-                              'sem_seg'}
+                              'sem_seg', 'runtime'}
+            from pvt_mm.runtime.backends import openvino_installed
+            assert p['runtime']['backend'] == (  # auto
+                'openvino' if openvino_installed() else 'onnxruntime')
+            assert p['runtime']['precision'] == 'fp32'  # bf16 not measured
             assert p['classes'] == SEG_CLASSES
             assert p['sem_seg'] == label_map
             assert sum(p['pixels_per_class']) == np.prod(IMAGE_SIZES[name])
@@ -303,6 +307,8 @@ def test_detection_without_torch(det, images, tmp_path):
                                max(IMAGE_SIZES[name]))
         # DetInferencer's layout (labels, scores, bboxes), all detections
         p = preds[osp.splitext(name)[0] + '.json']
+        # which runtime made them (OpenVINO where installed: auto)
+        assert p.pop('runtime')['precision'] == 'fp32'
         assert p == got
         assert set(p) == {'labels', 'scores', 'bboxes'}
         vis = cv2.imread(str(tmp_path / 'vis' / name))
@@ -340,7 +346,16 @@ def test_missing_dependency_names_the_package(monkeypatch, seg, tmp_path):
                 if module == 'cv2':
                     read_image(str(image))
                 else:
-                    End2EndModel(seg.onnx)
+                    End2EndModel(seg.onnx, backend='onnxruntime')
+    from pvt_mm.runtime.backends import BackendError
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, 'openvino', None)
+        with pytest.raises(BackendError, match='OpenVINO is not installed '
+                           'here: pip install openvino'):
+            End2EndModel(seg.onnx, backend='openvino')
+        # auto: ONNX Runtime, and it says so
+        assert End2EndModel(seg.onnx).choice.describe() == (
+            'ONNX Runtime fp32 (OpenVINO is not installed)')
 
 
 def test_installed_without_dependencies(seg, images, tmp_path):

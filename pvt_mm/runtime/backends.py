@@ -1,0 +1,204 @@
+"""Which runtime runs an end-to-end file, and at which precision.
+
+Two backends read the same ONNX file: ONNX Runtime (fp32; its x86 CPU
+provider has no bf16 path) and OpenVINO (fp32, or bf16 on a CPU that has
+it: AVX512-BF16 or AMX). :func:`choose` turns the user's
+``backend`` / ``precision`` (each may be ``'auto'``) into what runs:
+
+- ``backend='auto'``: OpenVINO where it is installed, else ONNX Runtime;
+- ``precision='auto'``: bf16 only with OpenVINO, on a CPU with bf16, for a
+  model family whose bf16 accuracy was measured within
+  :data:`MAX_DROP` points of fp32 (:data:`BF16_FAMILIES`, from the
+  accuracy table in docs/deployment.md); fp32 otherwise.
+
+An explicit choice that cannot be honoured is an error that says why and
+what to do, never a silent fallback that changes the numbers asked for.
+:class:`OpenVINOSession` gives End2EndModel the few methods of an ONNX
+Runtime session it uses. Imports numpy (and the chosen runtime) only.
+"""
+import os.path as osp
+import types
+from typing import Dict, NamedTuple, Optional
+
+import numpy as np
+
+from .errors import NotEnd2EndError, RuntimeInputError, require
+
+BACKENDS = ('auto', 'onnxruntime', 'openvino')
+PRECISIONS = ('auto', 'fp32', 'bf16')
+#: The largest mAP / mIoU drop (points) at which ``precision='auto'``
+#: picks bf16 for a family.
+MAX_DROP = 0.5
+#: Model families (the exported model's class, metadata
+#: ``pvt_mm.architecture``) whose bf16 accuracy on the demo set was
+#: measured within MAX_DROP points of fp32 with OpenVINO (docs/deployment.md,
+#: "Accuracy per runner and precision"). A family not listed runs fp32
+#: under ``precision='auto'``.
+BF16_FAMILIES: Dict[str, float] = {}
+
+
+class BackendError(RuntimeInputError):
+    """A backend or precision that cannot run here, with the fix."""
+
+
+class Choice(NamedTuple):
+    backend: str    # 'onnxruntime' / 'openvino'
+    precision: str  # 'fp32' / 'bf16'
+    reason: str     # why, in words (printed once, written in the results)
+
+    def describe(self) -> str:
+        name = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
+        return f'{name[self.backend]} {self.precision} ({self.reason})'
+
+
+def openvino_installed() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16 in
+    /proc/cpuinfo; elsewhere OpenVINO's ``OPTIMIZATION_CAPABILITIES``)."""
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+                    return bool({'avx512_bf16', 'amx_bf16'} & flags)
+        return False
+    if not openvino_installed():
+        return False
+    import openvino as ov
+    return 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+
+
+def choose(backend: str = 'auto', precision: str = 'auto',
+           family: Optional[str] = None, device: str = 'cpu') -> Choice:
+    """The backend and precision that run (module docstring); a
+    :class:`BackendError` for a choice that cannot be honoured."""
+    if backend not in BACKENDS:
+        raise BackendError(f'backend={backend!r}: one of {BACKENDS}')
+    if precision not in PRECISIONS:
+        raise BackendError(f'precision={precision!r}: one of {PRECISIONS}')
+    if backend == 'openvino' and not openvino_installed():
+        raise BackendError('--backend openvino: OpenVINO is not installed '
+                           'here: pip install openvino (or '
+                           'pvt_mm[runtime-openvino]), or use --backend '
+                           'onnxruntime')
+    if device != 'cpu':
+        if backend == 'openvino' or precision == 'bf16':
+            raise BackendError(f'device={device!r}: OpenVINO and bf16 run '
+                               f'on the CPU here; use --device cpu, or '
+                               f'--backend onnxruntime --precision fp32')
+        return Choice('onnxruntime', 'fp32', f'device {device}')
+    if backend == 'auto':
+        backend = 'openvino' if openvino_installed() else 'onnxruntime'
+        why = ('OpenVINO is installed' if backend == 'openvino' else
+               'OpenVINO is not installed')
+    else:
+        why = f'--backend {backend}'
+    if precision == 'bf16':
+        if backend == 'onnxruntime':
+            raise BackendError(
+                '--precision bf16: ONNX Runtime\'s CPU provider has no bf16 '
+                'path; use --backend openvino (pip install openvino)')
+        if not cpu_has_bf16():
+            raise BackendError(
+                '--precision bf16: this CPU has no native bf16 (neither '
+                'AVX512-BF16 nor AMX in /proc/cpuinfo); use --precision fp32')
+        return Choice(backend, 'bf16', f'{why}; --precision bf16')
+    if precision == 'fp32':
+        return Choice(backend, 'fp32', f'{why}; --precision fp32')
+    if backend != 'openvino':
+        return Choice(backend, 'fp32', why)
+    if not cpu_has_bf16():
+        return Choice(backend, 'fp32', f'{why}; the CPU has no bf16')
+    if family not in BF16_FAMILIES:
+        return Choice(backend, 'fp32', f'{why}; bf16 accuracy of '
+                      f'{family or "this model family"} not measured within '
+                      f'{MAX_DROP} points')
+    return Choice(backend, 'bf16', f'{why}; the CPU has bf16 and '
+                  f'{family} loses {BF16_FAMILIES[family]:.2f} points in bf16')
+
+
+def onnx_metadata(model) -> Dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as an OpenVINO model read
+    them (its rt_info ``framework`` section)."""
+    try:
+        framework = model.get_rt_info(['framework']).astype(dict)
+    except Exception:  # no framework section: not read from ONNX metadata
+        return {}
+    return {str(k): str(v.astype(str) if hasattr(v, 'astype') else v)
+            for k, v in framework.items()}
+
+
+class OpenVINOSession:
+    """An ONNX file compiled by OpenVINO for the CPU, with the methods of an
+    ONNX Runtime ``InferenceSession`` that End2EndModel uses
+    (``get_modelmeta``, ``get_inputs``, ``get_outputs``, ``run``).
+
+    ``precision``: ``'fp32'`` (``INFERENCE_PRECISION_HINT=f32``, set
+    explicitly: OpenVINO's own default on a bf16 CPU is bf16) or
+    ``'bf16'``. Outputs are named by the file's ONNX output names, in
+    their order."""
+
+    def __init__(self, path: str, precision: str = 'fp32',
+                 num_threads: Optional[int] = None):
+        ov = require('openvino')
+        core = ov.Core()
+        try:
+            model = core.read_model(path)
+        except Exception as e:  # OpenVINO's own exception types
+            raise NotEnd2EndError(
+                f'{path}: OpenVINO {ov.__version__} cannot read it '
+                f'({type(e).__name__}: {str(e).strip()[:300]}); run it with '
+                f'--backend onnxruntime, or try a newer openvino') from e
+        self._meta = onnx_metadata(model)
+        config = {'INFERENCE_PRECISION_HINT':
+                  'bf16' if precision == 'bf16' else 'f32',
+                  'PERFORMANCE_HINT': 'LATENCY'}
+        if num_threads:
+            config['INFERENCE_NUM_THREADS'] = int(num_threads)
+        try:
+            self.compiled = core.compile_model(model, 'CPU', config)
+        except Exception as e:
+            raise NotEnd2EndError(
+                f'{path}: OpenVINO {ov.__version__} cannot compile it for the '
+                f'CPU ({type(e).__name__}: {str(e).strip()[:300]}); run it '
+                f'with --backend onnxruntime') from e
+        self.request = self.compiled.create_infer_request()
+        self.precision = precision
+        self.version = ov.__version__
+        self._inputs = [p.get_any_name() for p in model.inputs]
+        self._outputs = [self._onnx_name(p) for p in model.outputs]
+
+    def _onnx_name(self, port) -> str:
+        """The output's ONNX name (OpenVINO's any-name may be the tensor
+        name of the node that computes it)."""
+        names = port.get_names()
+        import json
+        listed = json.loads(self._meta.get('pvt_mm.outputs', '[]'))
+        named = [n for n in listed if n in names]
+        return named[0] if named else port.get_any_name()
+
+    def get_modelmeta(self):
+        return types.SimpleNamespace(custom_metadata_map=dict(self._meta))
+
+    def get_inputs(self):
+        return [types.SimpleNamespace(name=n) for n in self._inputs]
+
+    def get_outputs(self):
+        return [types.SimpleNamespace(name=n) for n in self._outputs]
+
+    def run(self, output_names, feeds: Dict[str, np.ndarray]):
+        results = self.request.infer(feeds)
+        # copies: the request reuses its output buffers
+        return [np.array(results[port]) for port in self.compiled.outputs]
+
+
+__all__ = ['BACKENDS', 'BF16_FAMILIES', 'BackendError', 'Choice', 'MAX_DROP',
+           'OpenVINOSession', 'PRECISIONS', 'choose', 'cpu_has_bf16',
+           'openvino_installed']
