@@ -174,6 +174,20 @@ def table(results: dict) -> str:
     return '\n'.join(lines)
 
 
+def in_subprocess(name: str, args) -> dict:
+    """One model's rows from a fresh process (each model's evaluation in
+    its own interpreter: a second model in the same process ended it
+    without a word, in two runs)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = osp.join(tmp, 'rows.json')
+        subprocess.run([sys.executable, osp.abspath(__file__), '--models',
+                        name, '--work-dir', args.work_dir, '--threads',
+                        str(args.threads), '--json', out], check=True)
+        with open(out) as f:
+            return json.load(f)[name]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--models', nargs='+', default=list(MODELS),
@@ -192,8 +206,11 @@ def main(argv=None):
         make_demo_data()
     bf16 = cpu_has_bf16()
     work_dir = osp.abspath(args.work_dir)
-    results = {name: measure(name, work_dir, args.threads, bf16)
-               for name in args.models}
+    if len(args.models) == 1:
+        results = {args.models[0]: measure(args.models[0], work_dir,
+                                           args.threads, bf16)}
+    else:
+        results = {name: in_subprocess(name, args) for name in args.models}
     print()
     print(table(results))
     if not bf16:

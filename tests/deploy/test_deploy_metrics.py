@@ -95,7 +95,7 @@ def test_demo_metrics_same_in_onnx_runtime(tmp_path, demo_data, config, sub,
                        evaluator)
         e2e_path = str(tmp_path / 'end2end.onnx')
         export_end2end(model, e2e_path, shape=(128, 128))
-        runtime = End2EndModel(e2e_path, num_threads=1)
+        runtime = End2EndModel(e2e_path, num_threads=1, precision='fp32')
         e2e = evaluate_runtime(runtime, runner.val_dataloader, evaluator)
     print(f'\n[metrics] {config}: PyTorch / network-only ONNX / end-to-end '
           f'runtime: ' + ', '.join(f'{k} {ours[k]:.4f} / {ort[k]:.4f} / '

@@ -134,7 +134,8 @@ def runtime_predict(onnx_path, path):
     """The runtime's result for the file at ``path`` and the size it fed
     the graph."""
     from pvt_mm.runtime import End2EndModel, read_image
-    model = End2EndModel(onnx_path, num_threads=torch.get_num_threads())
+    model = End2EndModel(onnx_path, num_threads=torch.get_num_threads(),
+                         precision='fp32')
     hw = read_image(path).shape[:2]
     return model(path), model.input_size(hw)
 

@@ -203,18 +203,20 @@ RUN_SEG = '''
         pvt_mm.PVTv2
     except ImportError as e:
         out['model_error'] = str(e)
-    model = rt.End2EndModel(ONNX)
+    model = rt.End2EndModel(ONNX, precision='fp32')
     # paths and an array, batched by size
     import cv2
     results = model([IMAGES[0], cv2.imread(IMAGES[1]), IMAGES[2]],
                     batch_size=2)
     out['label_maps'] = [r.label_map.tolist() for r in results]
     out['single'] = type(model(IMAGES[1])).__name__
-    sys.argv = ['pvt_mm.runtime', ONNX, *IMAGES, '--out-dir', OUT + '/cli',
+    sys.argv = ['pvt_mm.runtime', ONNX, *IMAGES, '--precision', 'fp32',
+                '--out-dir', OUT + '/cli',
                 '--batch-size', '2', '--threads', '1']
     runpy.run_module('pvt_mm.runtime', run_name='__main__')
     out['mmengine_after_runtime'] = 'mmengine' in sys.modules
-    sys.argv = ['infer.py', CONFIG, '--onnx', ONNX, *IMAGES, '--out-dir',
+    sys.argv = ['infer.py', CONFIG, '--onnx', ONNX, *IMAGES,
+                '--precision', 'fp32', '--out-dir',
                 OUT + '/infer']
     runpy.run_path(INFER, run_name='__main__')
     # a config the file was not exported from (the demo config: its
@@ -264,7 +266,7 @@ def test_segmentation_without_torch(seg, images, tmp_path):
             from pvt_mm.runtime.backends import openvino_installed
             assert p['runtime']['backend'] == (  # auto
                 'openvino' if openvino_installed() else 'onnxruntime')
-            assert p['runtime']['precision'] == 'fp32'  # bf16 not measured
+            assert p['runtime']['precision'] == 'fp32'  # as asked
             assert p['classes'] == SEG_CLASSES
             assert p['sem_seg'] == label_map
             assert sum(p['pixels_per_class']) == np.prod(IMAGE_SIZES[name])
@@ -282,11 +284,12 @@ def test_segmentation_without_torch(seg, images, tmp_path):
 RUN_DET = '''
     import json, runpy, sys
     import pvt_mm.runtime as rt
-    model = rt.End2EndModel(ONNX)
+    model = rt.End2EndModel(ONNX, precision='fp32')
     results = model(IMAGES)
     out = dict(results=[r.to_json() for r in results],
                masks=[r.masks is None for r in results])
-    sys.argv = ['infer.py', CONFIG, '--onnx', ONNX, *IMAGES, '--out-dir',
+    sys.argv = ['infer.py', CONFIG, '--onnx', ONNX, *IMAGES,
+                '--precision', 'fp32', '--out-dir',
                 OUT]
     runpy.run_path(INFER, run_name='__main__')
     out['leaked'] = leaked()
@@ -379,7 +382,8 @@ def test_installed_without_dependencies(seg, images, tmp_path):
     out = run_blocked('''
         import json, runpy, sys
         import pvt_mm
-        sys.argv = ['pvt_mm.runtime', ONNX, IMAGE, '--out-dir', OUT]
+        sys.argv = ['pvt_mm.runtime', ONNX, IMAGE, '--precision', 'fp32',
+                    '--out-dir', OUT]
         runpy.run_module('pvt_mm.runtime', run_name='__main__')
         print(json.dumps(dict(file=pvt_mm.__file__,
                               runtime_only=pvt_mm.RUNTIME_ONLY,

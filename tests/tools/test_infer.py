@@ -67,7 +67,8 @@ def test_detection_render_export_run(tmp_path, images):
     export.main([cfg, ckpt, '--out', onnx, '--shape', '64', '64'])
     out_ort = str(tmp_path / 'ort')
     # single-stage: the ONNX file alone (class names from its metadata)
-    infer.main([cfg, '--onnx', onnx, val, '--out-dir', out_ort])
+    infer.main([cfg, '--onnx', onnx, val, '--precision', 'fp32', '--out-dir',
+                out_ort])
     ort_preds = read_preds(out_ort)
     assert sorted(ort_preds) == sorted(preds)
     for name, p in preds.items():
