@@ -18,6 +18,9 @@ what to do, never a silent fallback that changes the numbers asked for.
 :class:`OpenVINOSession` gives End2EndModel the few methods of an ONNX
 Runtime session it uses. Imports numpy (and the chosen runtime) only.
 """
+import functools
+import json
+import os
 import os.path as osp
 import types
 from typing import Dict, NamedTuple, Optional
@@ -66,9 +69,23 @@ def openvino_installed() -> bool:
     return True
 
 
+#: ``ONEDNN_MAX_CPU_ISA`` values that still allow oneDNN's native bf16
+#: kernels (AVX512-BF16 and above); any other cap (AVX2, AVX512_CORE, ...)
+#: hides them from PyTorch's and OpenVINO's oneDNN alike.
+BF16_ISA_CAPS = ('ALL', 'DEFAULT', 'AVX512_CORE_BF16', 'AVX512_CORE_FP16',
+                 'AVX10_1_512', 'AVX512_CORE_AMX', 'AVX512_CORE_AMX_FP16',
+                 'AVX10_2_512', 'AVX10_2_512_AMX_2')
+
+
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16 in
-    /proc/cpuinfo; elsewhere OpenVINO's ``OPTIMIZATION_CAPABILITIES``)."""
+    /proc/cpuinfo; elsewhere OpenVINO's ``OPTIMIZATION_CAPABILITIES``) and
+    ``ONEDNN_MAX_CPU_ISA`` does not cap oneDNN below it (as make
+    test-portability does to run another machine's kernels: OpenVINO then
+    cannot compile a bf16 model)."""
+    cap = os.environ.get('ONEDNN_MAX_CPU_ISA', '').strip().upper()
+    if cap and cap not in BF16_ISA_CAPS:
+        return False
     if osp.isfile('/proc/cpuinfo'):
         with open('/proc/cpuinfo') as f:
             for line in f:
@@ -78,8 +95,8 @@ def cpu_has_bf16() -> bool:
         return False
     if not openvino_installed():
         return False
-    import openvino as ov
-    return 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+    return 'BF16' in openvino_core().get_property('CPU',
+                                                  'OPTIMIZATION_CAPABILITIES')
 
 
 def choose(backend: str = 'auto', precision: str = 'auto',
@@ -166,6 +183,27 @@ def onnx_metadata(model) -> Dict[str, str]:
             for k, v in framework.items()}
 
 
+@functools.lru_cache(maxsize=None)
+def openvino_core():
+    """The process's one ``openvino.Core``: the model read to find its
+    family is compiled by the core that read it, and each file does not
+    start a core of its own."""
+    return require('openvino').Core()
+
+
+def read_openvino_model(path: str):
+    """``openvino_core().read_model(path)``, or :class:`NotEnd2EndError`
+    naming the file and the OpenVINO version when it cannot read it."""
+    ov = require('openvino')
+    try:
+        return openvino_core().read_model(path)
+    except Exception as e:  # OpenVINO's own exception types
+        raise NotEnd2EndError(
+            f'{path} is not an ONNX model OpenVINO {ov.__version__} can read '
+            f'({type(e).__name__}: {str(e).strip()[:300]}); run it with '
+            f'--backend onnxruntime, or try a newer openvino') from e
+
+
 class OpenVINOSession:
     """An ONNX file compiled by OpenVINO for the CPU, with the methods of an
     ONNX Runtime ``InferenceSession`` that End2EndModel uses
@@ -177,17 +215,13 @@ class OpenVINOSession:
     their order."""
 
     def __init__(self, path: str, precision: str = 'fp32',
-                 num_threads: Optional[int] = None):
+                 num_threads: Optional[int] = None, model=None):
         ov = require('openvino')
-        core = ov.Core()
-        try:
-            model = core.read_model(path)
-        except Exception as e:  # OpenVINO's own exception types
-            raise NotEnd2EndError(
-                f'{path}: OpenVINO {ov.__version__} cannot read it '
-                f'({type(e).__name__}: {str(e).strip()[:300]}); run it with '
-                f'--backend onnxruntime, or try a newer openvino') from e
+        core = openvino_core()
+        if model is None:  # else: read_openvino_model(path) already read it
+            model = read_openvino_model(path)
         self._meta = onnx_metadata(model)
+        listed = json.loads(self._meta.get('pvt_mm.outputs', '[]'))
         config = {'INFERENCE_PRECISION_HINT':
                   'bf16' if precision == 'bf16' else 'f32',
                   'PERFORMANCE_HINT': 'LATENCY'}
@@ -204,16 +238,10 @@ class OpenVINOSession:
         self.precision = precision
         self.version = ov.__version__
         self._inputs = [p.get_any_name() for p in model.inputs]
-        self._outputs = [self._onnx_name(p) for p in model.outputs]
-
-    def _onnx_name(self, port) -> str:
-        """The output's ONNX name (OpenVINO's any-name may be the tensor
-        name of the node that computes it)."""
-        names = port.get_names()
-        import json
-        listed = json.loads(self._meta.get('pvt_mm.outputs', '[]'))
-        named = [n for n in listed if n in names]
-        return named[0] if named else port.get_any_name()
+        # the outputs' ONNX names (OpenVINO's any-name may be the tensor
+        # name of the node that computes one)
+        self._outputs = [next((n for n in listed if n in p.get_names()),
+                              p.get_any_name()) for p in model.outputs]
 
     def get_modelmeta(self):
         return types.SimpleNamespace(custom_metadata_map=dict(self._meta))
@@ -233,4 +261,4 @@ class OpenVINOSession:
 __all__ = ['BACKENDS', 'BF16_FAMILIES', 'BackendError', 'Choice', 'MAX_DROP',
            'OpenVINOSession', 'PRECISIONS', 'auto_bf16', 'choose',
            'cpu_has_bf16', 'onnxruntime_installed',
-           'openvino_installed']
+           'openvino_core', 'openvino_installed', 'read_openvino_model']

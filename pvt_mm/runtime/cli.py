@@ -119,7 +119,8 @@ def write_outputs(model: End2EndModel, images: Sequence[str], out_dir: str,
         if done:
             print(f'[pvt_mm.runtime] --resume: {len(done)} of {len(files)} '
                   f'images already done, skipped')
-        files = [f for f in files if f not in set(done)]
+        done = set(done)
+        files = [f for f in files if f not in done]
     meter = Progress(len(files)) if progress else None
     step = max(1, batch_size)
     for start in range(0, len(files), step):
@@ -226,19 +227,29 @@ def main(argv: Optional[Sequence[str]] = None,
     return written
 
 
-def cli(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m pvt_mm.runtime``: 0, 1 when an image was skipped, 2 on
-    an error (one line with the fix; ``--debug`` shows the traceback)."""
+def exit_code(run, argv: Optional[Sequence[str]], tag: str,
+              errors: tuple) -> int:
+    """A command line's exit code around ``run(argv, skipped)``: 0, 1 when
+    an image was skipped, 2 on one of ``errors`` (printed as one line
+    ``TAG: error: ...``; with ``--debug`` in ``argv`` it is raised with its
+    traceback). Also tools/misc/infer.py's."""
     skipped: List[Skipped] = []
     try:
-        main(argv, skipped)
-    except (RuntimeInputError, FileNotFoundError, ImportError, OSError) as e:
+        run(argv, skipped)
+    except errors as e:
         if '--debug' in (sys.argv[1:] if argv is None else argv):
             raise
-        print(f'pvt_mm.runtime: error: {e}', file=sys.stderr)
+        print(f'{tag}: error: {e}', file=sys.stderr)
         return 2
     return 1 if skipped else 0
 
 
-__all__ = ['cli', 'main', 'write_outputs', 'providers_for', 'add_backend_args',
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m pvt_mm.runtime``: 0, 1 when an image was skipped, 2 on
+    an error (one line with the fix; ``--debug`` shows the traceback)."""
+    return exit_code(main, argv, 'pvt_mm.runtime', (
+        RuntimeInputError, FileNotFoundError, ImportError, OSError))
+
+
+__all__ = ['cli', 'exit_code', 'main', 'write_outputs', 'providers_for', 'add_backend_args',
            'Skipped', 'skipped_note', 'summary']

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .backends import (Choice, OpenVINOSession, choose, cpu_has_bf16,
-                       openvino_installed)
+                       onnx_metadata, openvino_installed, read_openvino_model)
 from .errors import (ConfigMismatchError, ImageTooSmallError, NotEnd2EndError,
                      require)
 from .image import load_image, rescale_size, resize_image
@@ -86,21 +86,6 @@ class NetworkOnlyError(NotEnd2EndError):
     (``--no-end2end``): tools/misc/infer.py runs it with PyTorch."""
 
 
-def _family(path: str) -> Optional[str]:
-    """The exported model's class (``pvt_mm.architecture``), read with
-    OpenVINO, for :func:`~pvt_mm.runtime.backends.choose`."""
-    from .backends import onnx_metadata
-    ov = require('openvino')
-    try:
-        model = ov.Core().read_model(path)
-    except Exception as e:  # OpenVINO's own exception types
-        raise NotEnd2EndError(
-            f'{path} is not an ONNX model OpenVINO {ov.__version__} can '
-            f'read ({type(e).__name__}: {str(e).strip()[:300]}); '
-            f'{EXPORT_HINT}') from e
-    return onnx_metadata(model).get(META_PREFIX + 'architecture')
-
-
 def open_backend(path: str, backend: str = 'auto', precision: str = 'auto',
                  providers=None, num_threads: Optional[int] = None):
     """``(session, choice)``: ``path`` opened by the backend and at the
@@ -108,14 +93,17 @@ def open_backend(path: str, backend: str = 'auto', precision: str = 'auto',
     ``providers`` other than the CPU's mean ONNX Runtime fp32)."""
     device = 'cuda' if any('CUDA' in str(p) for p in providers or []) \
         else 'cpu'
-    family = None
+    family = ov_model = None
     if (precision == 'auto' and backend in ('auto', 'openvino')
-            and device == 'cpu' and cpu_has_bf16()):
-        if openvino_installed():
-            family = _family(path)
+            and device == 'cpu' and cpu_has_bf16() and openvino_installed()):
+        # the exported model's class (pvt_mm.architecture) decides bf16;
+        # the model read for it is compiled too, if OpenVINO runs it
+        ov_model = read_openvino_model(path)
+        family = onnx_metadata(ov_model).get(META_PREFIX + 'architecture')
     choice = choose(backend, precision, family, device)
     if choice.backend == 'openvino':
-        return OpenVINOSession(path, choice.precision, num_threads), choice
+        return OpenVINOSession(path, choice.precision, num_threads,
+                               model=ov_model), choice
     return _session(path, providers, num_threads), choice
 
 

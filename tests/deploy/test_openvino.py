@@ -8,6 +8,8 @@ detections paired by label, score within 1e-4 and box within 1e-3 of the
 image side, but for fp32 ties); a graph edited to differ is caught
 (negative control). Then the choice of backend and precision, and its
 errors."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,14 @@ pytest.importorskip('onnxruntime')
 ov = pytest.importorskip('openvino', reason='openvino is not installed '
                          '(requirements/tests.txt pins it)')
 pytestmark = pytest.mark.usefixtures('fast_config_parsing', 'one_thread')
+#: ONEDNN_MAX_CPU_ISA (make test-portability's instruction-set cap for
+#: PyTorch) also caps OpenVINO's own oneDNN, and OpenVINO 2026.4.1 then
+#: crashes the process (SIGSEGV) in ``infer`` on the ATSS graph (GroupNorm);
+#: ATEN_CPU_CAPABILITY alone is fine. Not seen without the cap.
+ISA_CAPPED = pytest.mark.skipif(
+    bool(os.environ.get('ONEDNN_MAX_CPU_ISA')),
+    reason='ONEDNN_MAX_CPU_ISA is set: OpenVINO 2026.4.1 segfaults under '
+    'the cap (run these on a machine of that level instead)')
 
 EXPORT_SHAPE = (64, 64)
 #: image (H, W), batch, original (H, W)
@@ -75,6 +85,7 @@ def run_both(path, image, ori):
     return got[0], got[1]
 
 
+@ISA_CAPPED
 @pytest.mark.parametrize('family', list(FAMILIES))
 def test_openvino_f32_matches_onnxruntime(tmp_path, family):
     path = export(FAMILIES[family](), tmp_path / f'{family}.onnx')
@@ -94,6 +105,7 @@ def test_openvino_f32_matches_onnxruntime(tmp_path, family):
     assert compared > 0
 
 
+@ISA_CAPPED
 def test_the_comparison_catches_a_real_difference(tmp_path):
     """Negative control: boxes of one side moved by 2% of the image, or a
     tenth of the label map changed, are refused."""
@@ -153,6 +165,7 @@ def test_choice_of_backend_and_precision(monkeypatch):
         choose('openvino', 'fp32')
 
 
+@ISA_CAPPED
 @pytest.mark.skipif(not __import__('pvt_mm.runtime.backends', fromlist=['x'])
                     .cpu_has_bf16(), reason='this CPU has no native bf16 '
                     '(AVX512-BF16 / AMX)')
@@ -170,6 +183,18 @@ def test_openvino_bf16_runs_and_stays_close(tmp_path):
             for m in models]
     agree = (maps[0] == maps[1]).mean()
     assert agree > 0.8, agree
+
+
+def test_isa_cap_hides_bf16(monkeypatch):
+    """make test-portability's oneDNN cap below AVX512-BF16 means no bf16,
+    for auto and for --amp, as on a machine of that level."""
+    from pvt_mm.runtime.backends import cpu_has_bf16
+    monkeypatch.delenv('ONEDNN_MAX_CPU_ISA', raising=False)
+    native = cpu_has_bf16()
+    monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', 'AVX2')
+    assert not cpu_has_bf16()
+    monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', 'AVX512_CORE_AMX')
+    assert cpu_has_bf16() == native
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):

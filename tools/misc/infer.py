@@ -33,8 +33,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from pvt_mm.runtime.cli import (Skipped, add_backend_args, skipped_note,
-                                summary, write_outputs)
+from pvt_mm.runtime.cli import (Skipped, add_backend_args, exit_code,
+                                skipped_note, summary, write_outputs)
 
 
 def parse_args(argv=None):
@@ -143,7 +143,8 @@ def run_pytorch(args, skipped):
         if done:
             print(f'[infer] --resume: {len(done)} of {len(files)} images '
                   f'already done, skipped')
-        files = [f for f in files if f not in set(done)]
+        done = set(done)
+        files = [f for f in files if f not in done]
     backend = 'onnxruntime' if args.onnx else 'pytorch'
     record = dict(backend=backend, precision=precision)
     written = []
@@ -181,15 +182,8 @@ def main(argv=None, skipped=None):
 def cli(argv=None) -> int:
     """The command line: 0, 1 when an image was skipped, 2 on an error
     (one line with the fix; ``--debug`` raises it with its traceback)."""
-    skipped = []
-    try:
-        main(argv, skipped)
-    except (ValueError, FileNotFoundError, ImportError, OSError) as e:
-        if '--debug' in (sys.argv[1:] if argv is None else argv):
-            raise
-        print(f'infer.py: error: {e}', file=sys.stderr)
-        return 2
-    return 1 if skipped else 0
+    return exit_code(main, argv, 'infer.py',
+                     (ValueError, FileNotFoundError, ImportError, OSError))
 
 
 if __name__ == '__main__':
